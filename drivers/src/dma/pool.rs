@@ -1,0 +1,111 @@
+//! A fixed set of equal DMA buffers carved from one region at start.
+
+use std::fmt;
+use std::sync::Arc;
+
+use crossbeam_queue::ArrayQueue;
+
+use super::arena::{DmaRegion, DmaSource};
+use super::buf::DmaBuf;
+use crate::error::DriverError;
+
+/// Size and number of buffers in a pool.
+#[derive(Clone, Copy, Debug)]
+pub struct PoolConfig {
+    /// Capacity of each buffer in bytes (rounded up to `align`).
+    pub buf_bytes: usize,
+    /// Number of buffers.
+    pub count: u32,
+    /// Alignment of each buffer (at least 4096).
+    pub align: usize,
+    /// Where the memory comes from.
+    pub source: DmaSource,
+}
+
+impl PoolConfig {
+    /// `count` buffers of `buf_bytes`, 4 KiB aligned, from hugepages when available.
+    pub fn new(buf_bytes: usize, count: u32) -> Self {
+        Self {
+            buf_bytes,
+            count,
+            align: 4096,
+            source: DmaSource::Auto,
+        }
+    }
+}
+
+pub(crate) struct PoolInner {
+    pub(crate) region: DmaRegion,
+    pub(crate) stride: usize,
+    pub(crate) buf_bytes: usize,
+    pub(crate) free: ArrayQueue<u32>,
+}
+
+/// A pool of DMA buffers. Cloning shares the pool; it may be used from any thread.
+#[derive(Clone)]
+pub struct DmaPool(pub(crate) Arc<PoolInner>);
+
+impl fmt::Debug for DmaPool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DmaPool")
+            .field("buf_bytes", &self.0.buf_bytes)
+            .field("capacity", &self.0.free.capacity())
+            .field("available", &self.available())
+            .field("region", &self.0.region)
+            .finish()
+    }
+}
+
+impl DmaPool {
+    /// Maps the memory for every buffer now; nothing is allocated later.
+    pub fn new(cfg: PoolConfig) -> Result<Self, DriverError> {
+        if cfg.count == 0 || cfg.buf_bytes == 0 {
+            return Err(DriverError::Config(format!(
+                "DMA pool needs at least one non-empty buffer (asked {} x {} bytes)",
+                cfg.count, cfg.buf_bytes
+            )));
+        }
+        let align = cfg.align.max(4096);
+        let stride = cfg.buf_bytes.div_ceil(align) * align;
+        let total = stride
+            .checked_mul(cfg.count as usize)
+            .ok_or_else(|| DriverError::Config("DMA pool size overflows".into()))?;
+        let region = DmaRegion::new(total, align, cfg.source)?;
+        let free = ArrayQueue::new(cfg.count as usize);
+        for slot in 0..cfg.count {
+            free.push(slot).expect("queue sized to count");
+        }
+        Ok(DmaPool(Arc::new(PoolInner {
+            region,
+            stride,
+            buf_bytes: cfg.buf_bytes,
+            free,
+        })))
+    }
+
+    /// Takes a free buffer, with its length set to its capacity; `None` when all are out.
+    pub fn alloc(&self) -> Option<DmaBuf> {
+        let slot = self.0.free.pop()?;
+        Some(DmaBuf::from_slot(self.0.clone(), slot))
+    }
+
+    /// Capacity of each buffer in bytes.
+    pub fn buf_bytes(&self) -> usize {
+        self.0.buf_bytes
+    }
+
+    /// Buffers in the pool.
+    pub fn capacity(&self) -> usize {
+        self.0.free.capacity()
+    }
+
+    /// Buffers not handed out.
+    pub fn available(&self) -> usize {
+        self.0.free.len()
+    }
+
+    /// The region the buffers live in (to register with a queue pair).
+    pub fn region(&self) -> &DmaRegion {
+        &self.0.region
+    }
+}

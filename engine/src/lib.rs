@@ -1,0 +1,3 @@
+//! # keel-engine
+//!
+//! The object store over `keel-drivers` (issue 3 builds it).
