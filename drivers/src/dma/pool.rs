@@ -65,6 +65,12 @@ impl DmaPool {
                 cfg.count, cfg.buf_bytes
             )));
         }
+        if !cfg.align.is_power_of_two() {
+            return Err(DriverError::Config(format!(
+                "DMA buffer alignment {} is not a power of two",
+                cfg.align
+            )));
+        }
         let align = cfg.align.max(4096);
         let stride = cfg.buf_bytes.div_ceil(align) * align;
         let total = stride
