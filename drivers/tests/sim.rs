@@ -554,3 +554,24 @@ fn config_is_checked() {
     c.atomic_write_blocks = 0;
     assert!(matches!(SimDevice::new(c), Err(DriverError::Config(_))));
 }
+
+#[test]
+fn discrete_clock_jumps_to_the_next_completion() {
+    let mut c = cfg(16);
+    let clock = SimClock::discrete();
+    c.clock = clock.clone();
+    c.latency_ns = 7_000;
+    c.parallelism = 1;
+    let dev = SimDevice::new(c).unwrap();
+    let mut qp = dev.open_qpair(&QpairOptions::depth(4)).unwrap();
+    qp.submit(1, Command::Flush).unwrap();
+    qp.submit(2, Command::Flush).unwrap();
+    let mut done = Vec::new();
+    assert_eq!(qp.poll(1, &mut |c| done.push(c.tag)), 1);
+    assert_eq!(clock.now_ns(), 7_000, "jumped to the first completion, no further");
+    assert_eq!(qp.poll(4, &mut |c| done.push(c.tag)), 1);
+    assert_eq!(clock.now_ns(), 14_000);
+    assert_eq!(qp.poll(4, &mut |_| {}), 0, "nothing in flight: time stands still");
+    assert_eq!(clock.now_ns(), 14_000);
+    assert_eq!(done, vec![1, 2]);
+}

@@ -11,6 +11,10 @@ pub enum SimClock {
     Real(Instant),
     /// Nanoseconds set by the test: nothing completes until it advances.
     Virtual(Arc<AtomicU64>),
+    /// Discrete-event time: like `Virtual`, but a poll that finds nothing due while commands
+    /// are in flight moves the clock to the earliest completion. Deterministic, and no wait
+    /// loop can hang on it.
+    Discrete(Arc<AtomicU64>),
 }
 
 impl SimClock {
@@ -24,11 +28,23 @@ impl SimClock {
         SimClock::Virtual(Arc::new(AtomicU64::new(0)))
     }
 
+    /// A discrete-event clock at 0.
+    pub fn discrete() -> Self {
+        SimClock::Discrete(Arc::new(AtomicU64::new(0)))
+    }
+
     /// Now, in nanoseconds.
     pub fn now_ns(&self) -> u64 {
         match self {
             SimClock::Real(start) => start.elapsed().as_nanos() as u64,
-            SimClock::Virtual(t) => t.load(Ordering::Acquire),
+            SimClock::Virtual(t) | SimClock::Discrete(t) => t.load(Ordering::Acquire),
+        }
+    }
+
+    /// On a discrete clock, moves time forward to `ns` (never back).
+    pub(crate) fn jump_to(&self, ns: u64) {
+        if let SimClock::Discrete(t) = self {
+            t.fetch_max(ns, Ordering::AcqRel);
         }
     }
 
@@ -36,14 +52,14 @@ impl SimClock {
     pub fn advance(&self, ns: u64) {
         match self {
             SimClock::Real(_) => panic!("SimClock::advance on the real clock"),
-            SimClock::Virtual(t) => {
+            SimClock::Virtual(t) | SimClock::Discrete(t) => {
                 t.fetch_add(ns, Ordering::AcqRel);
             }
         }
     }
 
-    /// True for a virtual clock.
+    /// True for a virtual or discrete clock.
     pub fn is_virtual(&self) -> bool {
-        matches!(self, SimClock::Virtual(_))
+        !matches!(self, SimClock::Real(_))
     }
 }

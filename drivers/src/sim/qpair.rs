@@ -147,8 +147,11 @@ impl QueuePair for SimQpair {
         if self.free.len() as u32 == self.depth || max == 0 {
             return 0;
         }
-        let now = self.dev.clock().now_ns();
         let powered = self.dev.is_powered();
+        if let Some(next) = self.next_completion_ns() {
+            self.dev.clock().jump_to(next);
+        }
+        let now = self.dev.clock().now_ns();
         let mut n = 0;
         let mut flushed = false;
         for (i, slot) in self.slots.iter_mut().enumerate() {
