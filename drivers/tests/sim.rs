@@ -568,10 +568,18 @@ fn discrete_clock_jumps_to_the_next_completion() {
     qp.submit(2, Command::Flush).unwrap();
     let mut done = Vec::new();
     assert_eq!(qp.poll(1, &mut |c| done.push(c.tag)), 1);
-    assert_eq!(clock.now_ns(), 7_000, "jumped to the first completion, no further");
+    assert_eq!(
+        clock.now_ns(),
+        7_000,
+        "jumped to the first completion, no further"
+    );
     assert_eq!(qp.poll(4, &mut |c| done.push(c.tag)), 1);
     assert_eq!(clock.now_ns(), 14_000);
-    assert_eq!(qp.poll(4, &mut |_| {}), 0, "nothing in flight: time stands still");
+    assert_eq!(
+        qp.poll(4, &mut |_| {}),
+        0,
+        "nothing in flight: time stands still"
+    );
     assert_eq!(clock.now_ns(), 14_000);
     assert_eq!(done, vec![1, 2]);
 }
