@@ -1,1 +1,65 @@
-fn main() {}
+//! # keel-bench: Keel's load generator and benchmark suite
+//!
+//! One binary, one subcommand per benchmark:
+//!
+//! - `raw`: one thread drives one queue pair of a driver (null, sim, psync, uring) directly,
+//!   keeping `--qd` commands in flight, and reports IOPS, MiB/s, latency percentiles and
+//!   CPU time per command. It measures a driver, with nothing of the engine above it.
+//!
+//! The pieces: [`cli`] parses the command line; [`device`] opens the driver it names and
+//! hands the concrete device to a generic job, so each driver gets its own compiled hot
+//! loop; [`raw`] is the load generator; [`report`] turns a measurement into a table or
+//! JSON; [`cpu`] reads the process's CPU time.
+//!
+//! Exit codes: 0 success; 1 the benchmark failed (the message names the operation and each
+//! cause); 2 a usage error.
+
+mod cli;
+mod cpu;
+mod device;
+mod error;
+mod raw;
+mod report;
+
+use std::process::ExitCode;
+
+use clap::{CommandFactory, Parser};
+
+use cli::{Cli, Command};
+use error::BenchError;
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    let cli = Cli::parse();
+    if let Err(message) = cli.check() {
+        // Reported like clap's own usage errors (exit code 2), with the subcommand's usage.
+        let mut command = Cli::command();
+        command.build();
+        let sub = command
+            .find_subcommand_mut(cli.command.name())
+            .expect("every subcommand is in the clap command");
+        sub.error(clap::error::ErrorKind::ValueValidation, message)
+            .exit();
+    }
+    match run(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("keel-bench: {}", error::chain(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(command: Command) -> Result<(), BenchError> {
+    match command {
+        Command::Raw(args) => {
+            let report = raw::run(&args)?;
+            if args.json {
+                println!("{}", report.to_json()?);
+            } else {
+                print!("{}", report::table(&[report]));
+            }
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,84 @@
+//! Opens the device named on the command line and hands it to a job.
+//!
+//! Each driver has its own device type, and a benchmark is generic over [`BlockDevice`] so
+//! that the hot loop is monomorphised per driver. [`open`] picks the driver at run time and
+//! calls the job's generic [`DeviceJob::run`] with the concrete device.
+
+use std::os::unix::fs::FileTypeExt;
+use std::path::Path;
+
+use keel_drivers::null::NullDevice;
+use keel_drivers::psync::{PsyncConfig, PsyncDevice};
+use keel_drivers::sim::{SimConfig, SimDevice};
+use keel_drivers::uring::{UringConfig, UringDevice};
+use keel_drivers::{BlockDevice, DriverError};
+
+use crate::cli::{DeviceArgs, Driver};
+use crate::error::BenchError;
+
+/// Block size of a null or sim device when none is given.
+pub const DEFAULT_BLOCK_SIZE: u32 = 4096;
+
+/// Something to do with an open device, whatever its driver.
+pub trait DeviceJob {
+    /// What the job produces.
+    type Output;
+
+    /// Runs the job on the device.
+    fn run<D: BlockDevice>(self, device: D) -> Result<Self::Output, BenchError>;
+}
+
+/// Opens the device `args` describe and runs `job` on it. `transfer_bytes` is the largest
+/// transfer the job will issue: drivers that let us choose a max transfer get at least that.
+pub fn open<J: DeviceJob>(
+    args: &DeviceArgs,
+    seed: u64,
+    transfer_bytes: u32,
+    job: J,
+) -> Result<J::Output, BenchError> {
+    let driver = args.driver.as_str();
+    let open_err = |source: DriverError| BenchError::Open { driver, source };
+    let block_size = args.block_size.unwrap_or(DEFAULT_BLOCK_SIZE);
+    let block_count = args.size / u64::from(block_size);
+    match args.driver {
+        Driver::Null => job.run(NullDevice::new(block_size, block_count).map_err(open_err)?),
+        Driver::Sim => {
+            let mut cfg = SimConfig::new(block_size, block_count);
+            cfg.latency_ns = args.sim_latency_us.saturating_mul(1000);
+            cfg.volatile_write_cache = args.sim_write_cache;
+            cfg.seed = seed;
+            cfg.max_transfer_bytes = cfg.max_transfer_bytes.max(transfer_bytes);
+            job.run(SimDevice::new(cfg).map_err(open_err)?)
+        }
+        Driver::Psync => {
+            let path = path(args);
+            let mut cfg = PsyncConfig::new(path);
+            cfg.create_bytes = create_bytes(path, args.size);
+            cfg.block_size = args.block_size;
+            cfg.max_transfer_bytes = cfg.max_transfer_bytes.max(transfer_bytes);
+            job.run(PsyncDevice::open(&cfg).map_err(open_err)?)
+        }
+        Driver::Uring => {
+            let path = path(args);
+            let mut cfg = UringConfig::new(path);
+            cfg.create_bytes = create_bytes(path, args.size);
+            cfg.block_size = args.block_size;
+            cfg.max_transfer_bytes = cfg.max_transfer_bytes.max(transfer_bytes);
+            cfg.sqpoll = args.sqpoll;
+            job.run(UringDevice::open(&cfg).map_err(open_err)?)
+        }
+    }
+}
+
+fn path(args: &DeviceArgs) -> &Path {
+    // clap requires --path for the drivers that call this.
+    args.path
+        .as_deref()
+        .expect("--path is required for psync and uring")
+}
+
+/// A file is created, or extended, to `size`; a block device is used as it is.
+fn create_bytes(path: &Path, size: u64) -> Option<u64> {
+    let block_device = std::fs::metadata(path).is_ok_and(|m| m.file_type().is_block_device());
+    (!block_device).then_some(size)
+}

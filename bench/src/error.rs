@@ -1,0 +1,110 @@
+//! The benchmark layer's one error type: what failed, with the driver's error as source.
+
+use std::fmt::Write as _;
+
+use keel_drivers::{DriverError, Op};
+
+/// Why a benchmark could not run or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    /// The device could not be opened.
+    #[error("open the {driver} device")]
+    Open {
+        /// Driver name.
+        driver: &'static str,
+        /// The driver's error.
+        #[source]
+        source: DriverError,
+    },
+    /// The arguments do not fit the device that was opened.
+    #[error("{0}")]
+    Geometry(String),
+    /// The DMA buffers could not be allocated.
+    #[error("allocate {count} DMA buffers of {bytes} bytes")]
+    Dma {
+        /// Buffers asked for.
+        count: u32,
+        /// Bytes per buffer.
+        bytes: u32,
+        /// The driver's error.
+        #[source]
+        source: DriverError,
+    },
+    /// The queue pair could not be opened.
+    #[error("open a queue pair of depth {depth}")]
+    Qpair {
+        /// Queue depth.
+        depth: u32,
+        /// The driver's error.
+        #[source]
+        source: DriverError,
+    },
+    /// The queue pair refused a command.
+    #[error("submit {op} at lba {lba}")]
+    Submit {
+        /// The operation.
+        op: Op,
+        /// First block.
+        lba: u64,
+        /// Why it was refused.
+        #[source]
+        source: DriverError,
+    },
+    /// A command completed with an error.
+    #[error("{op} at lba {lba} failed")]
+    Command {
+        /// The operation.
+        op: Op,
+        /// First block.
+        lba: u64,
+        /// The device's or kernel's error.
+        #[source]
+        source: DriverError,
+    },
+    /// Commands were in flight and none completed for too long.
+    #[error("no completion for {seconds} s with {in_flight} commands in flight")]
+    Stalled {
+        /// Seconds without a completion.
+        seconds: u64,
+        /// Commands in flight.
+        in_flight: u32,
+    },
+    /// The report could not be encoded.
+    #[error("encode the report as JSON")]
+    Json(#[from] serde_json::Error),
+}
+
+/// The error and each of its sources, joined by `": "`.
+pub fn chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        let _ = write!(text, ": {s}");
+        source = s.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chain_names_every_cause() {
+        let err = BenchError::Command {
+            op: Op::Write,
+            lba: 8,
+            source: DriverError::Io {
+                op: Op::Write,
+                lba: 8,
+                source: std::io::Error::from_raw_os_error(libc::EIO),
+            },
+        };
+        let text = chain(&err);
+        assert!(
+            text.starts_with("write at lba 8 failed: write at lba 8: "),
+            "{text}"
+        );
+        assert!(text.contains("Input/output error"), "{text}");
+    }
+}

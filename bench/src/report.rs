@@ -1,0 +1,354 @@
+//! Turning a measurement into figures: a table for people, one JSON object for scripts.
+
+use std::fmt::Write as _;
+
+use hdrhistogram::Histogram;
+use keel_drivers::{Geometry, Op};
+use serde::Serialize;
+
+use crate::raw::{LoadRun, LoadSpec};
+
+/// Latency percentiles in microseconds.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct LatencyUs {
+    /// Median.
+    pub p50: f64,
+    /// 99th percentile.
+    pub p99: f64,
+    /// 99.9th percentile.
+    pub p999: f64,
+    /// Largest.
+    pub max: f64,
+    /// Mean.
+    pub mean: f64,
+}
+
+impl LatencyUs {
+    /// Summarises a histogram of nanoseconds (zeros when it is empty).
+    pub fn from_ns(h: &Histogram<u64>) -> Self {
+        let us = |ns: u64| ns as f64 / 1000.0;
+        LatencyUs {
+            p50: us(h.value_at_quantile(0.50)),
+            p99: us(h.value_at_quantile(0.99)),
+            p999: us(h.value_at_quantile(0.999)),
+            max: us(h.max()),
+            mean: h.mean() / 1000.0,
+        }
+    }
+}
+
+/// The result of one `keel-bench raw` run. Serialised as is for `--json`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct RawReport {
+    /// Which benchmark: "raw".
+    pub bench: &'static str,
+    /// Driver name.
+    pub driver: String,
+    /// Workload name.
+    pub workload: String,
+    /// Bytes per command.
+    pub bs: u32,
+    /// Commands in flight.
+    pub qd: u32,
+    /// The device's logical block size.
+    pub block_size: u32,
+    /// Bytes the offsets covered.
+    pub span_bytes: u64,
+    /// Measured seconds, first submission to last completion.
+    pub seconds: f64,
+    /// Commands measured.
+    pub ops: u64,
+    /// Commands per second.
+    pub iops: f64,
+    /// Data moved per second, in MiB.
+    pub mib_s: f64,
+    /// Submission-to-reaping latency.
+    pub lat_us: LatencyUs,
+    /// Read commands the queue pair completed during the measurement.
+    pub device_read_cmds: u64,
+    /// Bytes those reads moved.
+    pub device_bytes_read: u64,
+    /// Write commands the queue pair completed during the measurement.
+    pub device_write_cmds: u64,
+    /// Bytes those writes moved.
+    pub device_bytes_written: u64,
+    /// Commands that completed with an error.
+    pub device_errors: u64,
+    /// Process CPU seconds, user plus system, during the measurement.
+    pub cpu_seconds: f64,
+    /// Of which user mode.
+    pub cpu_user_seconds: f64,
+    /// Of which kernel.
+    pub cpu_sys_seconds: f64,
+    /// CPU microseconds per command.
+    pub cpu_us_per_op: f64,
+    /// DMA buffers came from hugepages.
+    pub dma_hugepages: bool,
+    /// Seed of the offsets.
+    pub seed: u64,
+}
+
+impl RawReport {
+    /// Assembles the report of one measurement.
+    pub fn new(
+        driver: &str,
+        spec: &LoadSpec,
+        geometry: &Geometry,
+        dma_hugepages: bool,
+        run: &LoadRun,
+    ) -> Self {
+        let seconds = run.elapsed.as_secs_f64();
+        let per_second = |x: f64| if seconds > 0.0 { x / seconds } else { 0.0 };
+        let bytes = run.ops as f64 * f64::from(spec.bs);
+        let cpu_seconds = run.cpu.total_s();
+        RawReport {
+            bench: "raw",
+            driver: driver.to_owned(),
+            workload: spec.workload.as_str().to_owned(),
+            bs: spec.bs,
+            qd: spec.qd,
+            block_size: geometry.block_size,
+            span_bytes: run.span_bytes,
+            seconds,
+            ops: run.ops,
+            iops: per_second(run.ops as f64),
+            mib_s: per_second(bytes / f64::from(1 << 20)),
+            lat_us: LatencyUs::from_ns(&run.latency_ns),
+            device_read_cmds: run.device.cmds(Op::Read),
+            device_bytes_read: run.device.bytes(Op::Read),
+            device_write_cmds: run.device.cmds(Op::Write),
+            device_bytes_written: run.device.bytes(Op::Write),
+            device_errors: run.device.errors,
+            cpu_seconds,
+            cpu_user_seconds: run.cpu.user_s,
+            cpu_sys_seconds: run.cpu.sys_s,
+            cpu_us_per_op: if run.ops > 0 {
+                cpu_seconds * 1e6 / run.ops as f64
+            } else {
+                0.0
+            },
+            dma_hugepages,
+            seed: spec.seed,
+        }
+    }
+
+    /// The report as one line of JSON.
+    pub fn to_json(&self) -> Result<String, serde_json::Error> {
+        serde_json::to_string(self)
+    }
+}
+
+const COLUMNS: [(&str, usize); 12] = [
+    ("driver", 7),
+    ("workload", 10),
+    ("bs", 6),
+    ("qd", 5),
+    ("iops", 12),
+    ("MiB/s", 10),
+    ("p50 µs", 10),
+    ("p99 µs", 10),
+    ("p99.9 µs", 10),
+    ("max µs", 10),
+    ("cpu s", 8),
+    ("cpu µs/op", 10),
+];
+
+/// A table with a header line and one line per report, columns right-aligned but the first
+/// two.
+pub fn table(reports: &[RawReport]) -> String {
+    let mut out = String::new();
+    let header: Vec<&str> = COLUMNS.iter().map(|(name, _)| *name).collect();
+    push_row(&mut out, &header);
+    for r in reports {
+        let cells = [
+            r.driver.clone(),
+            r.workload.clone(),
+            human_bytes(u64::from(r.bs)),
+            r.qd.to_string(),
+            format!("{:.0}", r.iops),
+            format!("{:.1}", r.mib_s),
+            format!("{:.1}", r.lat_us.p50),
+            format!("{:.1}", r.lat_us.p99),
+            format!("{:.1}", r.lat_us.p999),
+            format!("{:.1}", r.lat_us.max),
+            format!("{:.2}", r.cpu_seconds),
+            format!("{:.2}", r.cpu_us_per_op),
+        ];
+        let cells: Vec<&str> = cells.iter().map(String::as_str).collect();
+        push_row(&mut out, &cells);
+    }
+    out
+}
+
+fn push_row(out: &mut String, cells: &[&str]) {
+    for (i, (cell, (_, width))) in cells.iter().zip(COLUMNS).enumerate() {
+        let sep = if i == 0 { "" } else { " " };
+        // Pad by characters, not bytes: "µ" is two bytes.
+        let pad = width.saturating_sub(cell.chars().count());
+        if i < 2 {
+            let _ = write!(out, "{sep}{cell}{:pad$}", "");
+        } else {
+            let _ = write!(out, "{sep}{:pad$}{cell}", "");
+        }
+    }
+    out.push('\n');
+}
+
+/// `4096` as `4k`, `1048576` as `1m`; bytes when not a whole number of KiB.
+pub fn human_bytes(n: u64) -> String {
+    for (shift, suffix) in [(40, "t"), (30, "g"), (20, "m"), (10, "k")] {
+        if n >= 1 << shift && n % (1 << shift) == 0 {
+            return format!("{}{suffix}", n >> shift);
+        }
+    }
+    n.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use keel_drivers::IoStats;
+
+    use super::*;
+    use crate::cli::{Stop, Workload};
+    use crate::cpu::CpuTime;
+
+    fn measured() -> (LoadSpec, Geometry, LoadRun) {
+        let spec = LoadSpec {
+            workload: Workload::Randwrite,
+            bs: 4096,
+            qd: 32,
+            span_bytes: 1 << 30,
+            warmup: Duration::ZERO,
+            stop: Stop::Ops(1000),
+            seed: 3,
+        };
+        let geometry = Geometry {
+            block_size: 512,
+            block_count: 1 << 21,
+            max_transfer_bytes: 1 << 20,
+            atomic_write_blocks: 1,
+            volatile_write_cache: false,
+            write_zeroes: true,
+            dma_align: 512,
+        };
+        // 1000 commands: 10 µs, 20 µs, ..., 10 ms.
+        let mut latency_ns = Histogram::new_with_bounds(1, 3_600_000_000_000, 3).unwrap();
+        for i in 1..=1000u64 {
+            latency_ns.record(i * 10_000).unwrap();
+        }
+        let mut device = IoStats::default();
+        for _ in 0..1000 {
+            device.count(Op::Write, 4096, true);
+        }
+        let run = LoadRun {
+            ops: 1000,
+            elapsed: Duration::from_millis(500),
+            latency_ns,
+            device,
+            cpu: CpuTime {
+                user_s: 0.25,
+                sys_s: 0.05,
+            },
+            span_bytes: 1 << 30,
+        };
+        (spec, geometry, run)
+    }
+
+    fn close(a: f64, b: f64, tolerance: f64) -> bool {
+        (a - b).abs() <= tolerance * b.abs()
+    }
+
+    #[test]
+    fn figures_come_from_the_measurement() {
+        let (spec, geometry, run) = measured();
+        let r = RawReport::new("sim", &spec, &geometry, false, &run);
+        assert_eq!(
+            (r.driver.as_str(), r.workload.as_str()),
+            ("sim", "randwrite")
+        );
+        assert_eq!((r.bs, r.qd, r.block_size, r.ops), (4096, 32, 512, 1000));
+        assert!(close(r.seconds, 0.5, 1e-9));
+        assert!(close(r.iops, 2000.0, 1e-9), "{}", r.iops);
+        assert!(
+            close(r.mib_s, 2000.0 * 4096.0 / 1048576.0, 1e-9),
+            "{}",
+            r.mib_s
+        );
+        // 3 significant digits: within 0.1%.
+        assert!(close(r.lat_us.p50, 5000.0, 1e-3), "{:?}", r.lat_us);
+        assert!(close(r.lat_us.p99, 9900.0, 1e-3), "{:?}", r.lat_us);
+        assert!(close(r.lat_us.p999, 9990.0, 1e-3), "{:?}", r.lat_us);
+        assert!(close(r.lat_us.max, 10000.0, 1e-3), "{:?}", r.lat_us);
+        assert!(close(r.lat_us.mean, 5005.0, 1e-3), "{:?}", r.lat_us);
+        assert_eq!((r.device_write_cmds, r.device_read_cmds), (1000, 0));
+        assert_eq!(r.device_bytes_written, 4096 * 1000);
+        assert!(close(r.cpu_seconds, 0.3, 1e-9));
+        assert!(close(r.cpu_us_per_op, 300.0, 1e-9), "{}", r.cpu_us_per_op);
+    }
+
+    #[test]
+    fn json_has_every_field_scripts_read() {
+        let (spec, geometry, run) = measured();
+        let text = RawReport::new("null", &spec, &geometry, false, &run)
+            .to_json()
+            .unwrap();
+        assert!(!text.contains('\n'), "one line");
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        for key in [
+            "driver",
+            "workload",
+            "bs",
+            "qd",
+            "seconds",
+            "ops",
+            "iops",
+            "mib_s",
+            "device_write_cmds",
+            "device_bytes_written",
+            "device_read_cmds",
+            "cpu_seconds",
+            "cpu_us_per_op",
+        ] {
+            assert!(v.get(key).is_some(), "missing {key} in {text}");
+        }
+        for key in ["p50", "p99", "p999", "max", "mean"] {
+            assert!(v["lat_us"][key].is_f64(), "missing lat_us.{key} in {text}");
+        }
+        assert_eq!(v["ops"], 1000);
+        assert_eq!(v["driver"], "null");
+    }
+
+    #[test]
+    fn an_empty_histogram_gives_zeros() {
+        let h = Histogram::<u64>::new(3).unwrap();
+        let l = LatencyUs::from_ns(&h);
+        assert_eq!((l.p50, l.p99, l.max, l.mean), (0.0, 0.0, 0.0, 0.0));
+    }
+
+    #[test]
+    fn the_table_lines_up() {
+        let (spec, geometry, run) = measured();
+        let r = RawReport::new("null", &spec, &geometry, false, &run);
+        let text = table(&[r.clone(), r]);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3);
+        assert!(lines[0].starts_with("driver  workload"), "{text}");
+        assert!(lines[1].starts_with("null    randwrite"), "{text}");
+        let widths: Vec<usize> = lines.iter().map(|l| l.chars().count()).collect();
+        assert!(widths.iter().all(|&w| w == widths[0]), "{text}");
+        let cells: Vec<&str> = lines[1].split_whitespace().collect();
+        assert_eq!(&cells[2..6], &["4k", "32", "2000", "7.8"], "{text}");
+        assert_eq!(cells[11], "300.00", "{text}");
+    }
+
+    #[test]
+    fn human_sizes() {
+        assert_eq!(human_bytes(4096), "4k");
+        assert_eq!(human_bytes(1 << 20), "1m");
+        assert_eq!(human_bytes(3 << 30), "3g");
+        assert_eq!(human_bytes(1536), "1536");
+        assert_eq!(human_bytes(512), "512");
+    }
+}
