@@ -1,5 +1,20 @@
 //! Committed metadata: collections, objects, extent maps, attributes, omap.
+//!
+//! - [`Delta`] (`delta.rs`): one physical, idempotent metadata change, as a journal entry
+//!   carries it; its byte encoding is in `delta_codec.rs`.
+//! - [`Object`] (`object.rs`): one object's size, extent map, attributes and omap.
+//! - [`MetaTable`] (`table.rs`): a shard's committed metadata, changed only by
+//!   [`MetaTable::apply`].
+//! - [`encode_table`] / [`decode_table`] (`checkpoint.rs`): the whole table as a checkpoint
+//!   payload.
 
+mod checkpoint;
 mod delta;
+mod delta_codec;
+mod object;
+mod table;
 
+pub use checkpoint::{decode_table, encode_table, CHECKPOINT_VERSION};
 pub use delta::Delta;
+pub use object::{Object, Segment, Segments};
+pub use table::{MetaTable, MAX_OBJECT_PAGES};

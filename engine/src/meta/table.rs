@@ -1,0 +1,736 @@
+//! A shard's committed metadata table: collections of named [`Object`]s, changed only by
+//! applying [`Delta`]s.
+//!
+//! The shard applies a committed transaction's deltas, in order, once its journal batch is
+//! durable; recovery applies the deltas of every replayed batch on top of the table decoded
+//! from the checkpoint. Both go through [`MetaTable::apply`], so live state and replayed
+//! state agree by construction.
+//!
+//! # What `apply` does
+//!
+//! | delta | collection missing | object missing | otherwise |
+//! |---|---|---|---|
+//! | `MkColl` | creates it | — | no-op |
+//! | `RmColl` | no-op | — | removes it and its objects, freeing all their extents |
+//! | `Create` | `Corrupt` | creates it, empty | no-op |
+//! | `Remove` | no-op | no-op | removes it, freeing its extents |
+//! | `SetSize` | `Corrupt` | `Corrupt` | sets the size (maps nothing, unmaps nothing) |
+//! | `Map` | `Corrupt` | `Corrupt` | [`Object::map`] |
+//! | `Unmap` | `Corrupt` | `Corrupt` | [`Object::unmap`] |
+//! | `SetAttr`, `OmapSet` | `Corrupt` | `Corrupt` | inserts or replaces the key |
+//! | `RmAttr`, `OmapRm` | no-op | no-op | removes the key (no-op if missing) |
+//!
+//! Planning never emits a delta that this table answers with `Corrupt`, so meeting one at
+//! replay means the journal is corrupt. `apply` also refuses (with `Corrupt`) a delta that
+//! the checkpoint could not hold: a name, key or value over its limit in
+//! [`types`](crate::types), a `Map` of zero pages, or a `Map` whose logical end passes
+//! [`MAX_OBJECT_BYTES`] or whose physical end overflows. Whatever `apply` accepts,
+//! [`encode_table`](super::encode_table) writes and [`decode_table`](super::decode_table)
+//! reads back.
+//!
+//! A refused delta changes nothing. Every delta is idempotent: applying it twice in a row
+//! leaves the table as applying it once does, and the second application frees nothing.
+//!
+//! # Size accounting
+//!
+//! [`MetaTable::approx_bytes`] is the size of the table's checkpoint payload. It is kept as a
+//! running total that `apply` adjusts by the bytes each delta adds or removes (O(1) for
+//! every delta but `Remove` and `RmColl`, which already walk what they remove), so calling it
+//! once per transaction for admission control costs nothing. The total is currently exact;
+//! callers should treat it as an estimate.
+
+use std::collections::BTreeMap;
+
+use crate::error::StoreError;
+use crate::meta::object::{bytes_record, pair_record, Object, EXTENT_RECORD_BYTES};
+use crate::meta::Delta;
+use crate::types::{
+    CollId, Extent, ObjKey, MAX_KEY_BYTES, MAX_NAME_BYTES, MAX_OBJECT_BYTES, MAX_VALUE_BYTES, PAGE,
+};
+
+/// Logical pages an object may map: `[0, MAX_OBJECT_PAGES)`.
+pub const MAX_OBJECT_PAGES: u64 = MAX_OBJECT_BYTES / PAGE;
+
+/// Checkpoint payload bytes before the first collection: `u32 version, u32 collection count`.
+pub(crate) const TABLE_HEADER_BYTES: u64 = 4 + 4;
+/// Checkpoint bytes of a collection before its objects: `u64 id, u32 object count`.
+pub(crate) const COLL_HEADER_BYTES: u64 = 8 + 4;
+
+/// Checkpoint bytes of one named object record.
+pub(crate) fn object_record_bytes(name: &[u8], obj: &Object) -> u64 {
+    bytes_record(name.len()) + obj.approx_bytes()
+}
+
+/// The committed metadata of a shard.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MetaTable {
+    colls: BTreeMap<CollId, BTreeMap<Vec<u8>, Object>>,
+    /// Checkpoint payload bytes after the table header (running total).
+    body_bytes: u64,
+}
+
+impl MetaTable {
+    /// An empty table.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A table holding `colls` (the checkpoint decoder's constructor).
+    pub(super) fn from_colls(colls: BTreeMap<CollId, BTreeMap<Vec<u8>, Object>>) -> Self {
+        let body_bytes = colls
+            .values()
+            .map(|objs| {
+                COLL_HEADER_BYTES
+                    + objs
+                        .iter()
+                        .map(|(n, o)| object_record_bytes(n, o))
+                        .sum::<u64>()
+            })
+            .sum();
+        Self { colls, body_bytes }
+    }
+
+    /// Collections and their objects, in key order (the checkpoint encoder's view).
+    pub(super) fn inner(&self) -> &BTreeMap<CollId, BTreeMap<Vec<u8>, Object>> {
+        &self.colls
+    }
+
+    /// Applies one delta (see the module docs), pushing the physical extents it frees to
+    /// `freed`. On error the table is unchanged.
+    pub fn apply(&mut self, d: &Delta, freed: &mut Vec<Extent>) -> Result<(), StoreError> {
+        validate(d)?;
+        match d {
+            Delta::MkColl { coll } => {
+                if !self.colls.contains_key(coll) {
+                    self.colls.insert(*coll, BTreeMap::new());
+                    self.body_bytes += COLL_HEADER_BYTES;
+                }
+            }
+            Delta::RmColl { coll } => {
+                if let Some(objs) = self.colls.remove(coll) {
+                    self.body_bytes -= COLL_HEADER_BYTES;
+                    for (name, obj) in &objs {
+                        self.body_bytes -= object_record_bytes(name, obj);
+                        freed.extend(obj.extents.values().copied());
+                    }
+                }
+            }
+            Delta::Create { coll, name } => {
+                let Some(objs) = self.colls.get_mut(coll) else {
+                    return Err(missing(d, "collection"));
+                };
+                if !objs.contains_key(name) {
+                    let obj = Object::default();
+                    self.body_bytes += object_record_bytes(name, &obj);
+                    objs.insert(name.clone(), obj);
+                }
+            }
+            Delta::Remove { coll, name } => {
+                if let Some(obj) = self.colls.get_mut(coll).and_then(|objs| objs.remove(name)) {
+                    self.body_bytes -= object_record_bytes(name, &obj);
+                    freed.extend(obj.extents.values().copied());
+                }
+            }
+            Delta::RmAttr { coll, name, key } | Delta::OmapRm { coll, name, key } => {
+                let Some(obj) = object_mut(&mut self.colls, *coll, name) else {
+                    return Ok(());
+                };
+                let map = if matches!(d, Delta::RmAttr { .. }) {
+                    &mut obj.attrs
+                } else {
+                    &mut obj.omap
+                };
+                if let Some(value) = map.remove(key) {
+                    self.body_bytes -= pair_record(key, &value);
+                }
+            }
+            Delta::SetAttr {
+                coll,
+                name,
+                key,
+                value,
+            }
+            | Delta::OmapSet {
+                coll,
+                name,
+                key,
+                value,
+            } => {
+                let Some(obj) = object_mut(&mut self.colls, *coll, name) else {
+                    return Err(missing(d, "object"));
+                };
+                let map = if matches!(d, Delta::SetAttr { .. }) {
+                    &mut obj.attrs
+                } else {
+                    &mut obj.omap
+                };
+                self.body_bytes += pair_record(key, value);
+                if let Some(old) = map.insert(key.clone(), value.clone()) {
+                    self.body_bytes -= pair_record(key, &old);
+                }
+            }
+            Delta::SetSize { coll, name, size } => {
+                let Some(obj) = object_mut(&mut self.colls, *coll, name) else {
+                    return Err(missing(d, "object"));
+                };
+                obj.size = *size;
+            }
+            Delta::Map {
+                coll,
+                name,
+                lpage,
+                phys,
+                pages,
+            } => {
+                let Some(obj) = object_mut(&mut self.colls, *coll, name) else {
+                    return Err(missing(d, "object"));
+                };
+                let before = obj.extents.len() as u64;
+                let ext = Extent {
+                    phys: *phys,
+                    pages: *pages,
+                };
+                obj.map(*lpage, ext, freed);
+                self.body_bytes = self.body_bytes + obj.extents.len() as u64 * EXTENT_RECORD_BYTES
+                    - before * EXTENT_RECORD_BYTES;
+            }
+            Delta::Unmap {
+                coll,
+                name,
+                lpage,
+                pages,
+            } => {
+                let Some(obj) = object_mut(&mut self.colls, *coll, name) else {
+                    return Err(missing(d, "object"));
+                };
+                let before = obj.extents.len() as u64;
+                obj.unmap(*lpage, *pages, freed);
+                self.body_bytes = self.body_bytes + obj.extents.len() as u64 * EXTENT_RECORD_BYTES
+                    - before * EXTENT_RECORD_BYTES;
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the collection exists.
+    pub fn has_coll(&self, coll: CollId) -> bool {
+        self.colls.contains_key(&coll)
+    }
+
+    /// Collection ids, in increasing order.
+    pub fn colls(&self) -> impl Iterator<Item = CollId> + '_ {
+        self.colls.keys().copied()
+    }
+
+    /// Number of collections.
+    pub fn coll_count(&self) -> usize {
+        self.colls.len()
+    }
+
+    /// The objects of a collection in name order, or `None` if it does not exist.
+    pub fn objects(&self, coll: CollId) -> Option<impl Iterator<Item = (&[u8], &Object)> + '_> {
+        self.colls
+            .get(&coll)
+            .map(|objs| objs.iter().map(|(n, o)| (n.as_slice(), o)))
+    }
+
+    /// An object, if it exists.
+    pub fn object(&self, coll: CollId, name: &[u8]) -> Option<&Object> {
+        self.colls.get(&coll)?.get(name)
+    }
+
+    /// Number of objects in all collections (O(collections)).
+    pub fn object_count(&self) -> usize {
+        self.colls.values().map(BTreeMap::len).sum()
+    }
+
+    /// Every mapped extent: (collection, object name, first logical page, extent), in key
+    /// and logical order.
+    pub fn all_extents(&self) -> impl Iterator<Item = (CollId, &[u8], u64, Extent)> + '_ {
+        self.colls.iter().flat_map(|(&coll, objs)| {
+            objs.iter().flat_map(move |(name, obj)| {
+                obj.extents_iter()
+                    .map(move |(lpage, ext)| (coll, name.as_slice(), lpage, ext))
+            })
+        })
+    }
+
+    /// Size of the table's checkpoint payload in bytes, from a running total (O(1)).
+    /// Currently exact; treat it as an estimate.
+    pub fn approx_bytes(&self) -> u64 {
+        TABLE_HEADER_BYTES + self.body_bytes
+    }
+}
+
+fn object_mut<'a>(
+    colls: &'a mut BTreeMap<CollId, BTreeMap<Vec<u8>, Object>>,
+    coll: CollId,
+    name: &[u8],
+) -> Option<&'a mut Object> {
+    colls.get_mut(&coll)?.get_mut(name)
+}
+
+/// The variant's name, for messages.
+fn kind(d: &Delta) -> &'static str {
+    match d {
+        Delta::MkColl { .. } => "MkColl",
+        Delta::RmColl { .. } => "RmColl",
+        Delta::Create { .. } => "Create",
+        Delta::Remove { .. } => "Remove",
+        Delta::SetSize { .. } => "SetSize",
+        Delta::Map { .. } => "Map",
+        Delta::Unmap { .. } => "Unmap",
+        Delta::SetAttr { .. } => "SetAttr",
+        Delta::RmAttr { .. } => "RmAttr",
+        Delta::OmapSet { .. } => "OmapSet",
+        Delta::OmapRm { .. } => "OmapRm",
+    }
+}
+
+/// The collection and object name a delta targets (empty name for collection deltas).
+fn target(d: &Delta) -> (CollId, &[u8]) {
+    match d {
+        Delta::MkColl { coll } | Delta::RmColl { coll } => (*coll, &[]),
+        Delta::Create { coll, name }
+        | Delta::Remove { coll, name }
+        | Delta::SetSize { coll, name, .. }
+        | Delta::Map { coll, name, .. }
+        | Delta::Unmap { coll, name, .. }
+        | Delta::SetAttr { coll, name, .. }
+        | Delta::RmAttr { coll, name, .. }
+        | Delta::OmapSet { coll, name, .. }
+        | Delta::OmapRm { coll, name, .. } => (*coll, name),
+    }
+}
+
+fn refuse(d: &Delta, why: String) -> StoreError {
+    let (coll, name) = target(d);
+    StoreError::Corrupt(format!(
+        "delta {} on {}: {why}",
+        kind(d),
+        ObjKey::new(coll, name)
+    ))
+}
+
+fn missing(d: &Delta, what: &str) -> StoreError {
+    refuse(d, format!("{what} does not exist"))
+}
+
+/// State-independent checks: what the checkpoint format could not hold.
+fn validate(d: &Delta) -> Result<(), StoreError> {
+    let too_long = |what: &str, len: usize, max: usize| {
+        Err(refuse(d, format!("{what} of {len} bytes exceeds {max}")))
+    };
+    let (_, name) = target(d);
+    if name.len() > MAX_NAME_BYTES {
+        return too_long("name", name.len(), MAX_NAME_BYTES);
+    }
+    match d {
+        Delta::SetAttr { key, value, .. } | Delta::OmapSet { key, value, .. } => {
+            if key.len() > MAX_KEY_BYTES {
+                return too_long("key", key.len(), MAX_KEY_BYTES);
+            }
+            if value.len() > MAX_VALUE_BYTES {
+                return too_long("value", value.len(), MAX_VALUE_BYTES);
+            }
+        }
+        Delta::RmAttr { key, .. } | Delta::OmapRm { key, .. } if key.len() > MAX_KEY_BYTES => {
+            return too_long("key", key.len(), MAX_KEY_BYTES);
+        }
+        Delta::Map {
+            lpage, phys, pages, ..
+        } => {
+            let n = u64::from(*pages);
+            if n == 0 {
+                return Err(refuse(d, "map of 0 pages".into()));
+            }
+            if lpage
+                .checked_add(n)
+                .is_none_or(|end| end > MAX_OBJECT_PAGES)
+            {
+                return Err(refuse(
+                    d,
+                    format!("logical pages {lpage} + {n} pass the object limit"),
+                ));
+            }
+            if phys.checked_add(n).is_none() {
+                return Err(refuse(d, format!("device pages {phys} + {n} overflow")));
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn create(coll: CollId, name: &str) -> Delta {
+        Delta::Create {
+            coll,
+            name: name.into(),
+        }
+    }
+
+    fn map(coll: CollId, name: &str, lpage: u64, phys: u64, pages: u32) -> Delta {
+        Delta::Map {
+            coll,
+            name: name.into(),
+            lpage,
+            phys,
+            pages,
+        }
+    }
+
+    fn exact(t: &MetaTable) {
+        assert_eq!(
+            t.approx_bytes(),
+            MetaTable::from_colls(t.colls.clone()).approx_bytes()
+        );
+    }
+
+    #[test]
+    fn map_on_a_missing_object_is_corrupt() {
+        let mut t = MetaTable::new();
+        let mut freed = Vec::new();
+        let err = t.apply(&map(1, "a", 0, 10, 1), &mut freed).unwrap_err();
+        assert!(matches!(err, StoreError::Corrupt(_)), "{err}");
+        t.apply(&Delta::MkColl { coll: 1 }, &mut freed).unwrap();
+        let err = t.apply(&map(1, "a", 0, 10, 1), &mut freed).unwrap_err();
+        let StoreError::Corrupt(msg) = err else {
+            panic!("not Corrupt: {err}")
+        };
+        assert!(msg.contains("Map") && msg.contains("1/a"), "{msg}");
+        assert_eq!(t, {
+            let mut u = MetaTable::new();
+            u.apply(&Delta::MkColl { coll: 1 }, &mut freed).unwrap();
+            u
+        });
+    }
+
+    #[test]
+    fn create_in_a_missing_collection_is_corrupt() {
+        let mut t = MetaTable::new();
+        assert!(matches!(
+            t.apply(&create(3, "x"), &mut Vec::new()),
+            Err(StoreError::Corrupt(_))
+        ));
+        assert_eq!(t, MetaTable::new());
+    }
+
+    #[test]
+    fn removals_of_missing_things_are_no_ops() {
+        let mut t = MetaTable::new();
+        let mut freed = Vec::new();
+        for d in [
+            Delta::RmColl { coll: 1 },
+            Delta::Remove {
+                coll: 1,
+                name: b"a".to_vec(),
+            },
+            Delta::RmAttr {
+                coll: 1,
+                name: b"a".to_vec(),
+                key: b"k".to_vec(),
+            },
+            Delta::OmapRm {
+                coll: 1,
+                name: b"a".to_vec(),
+                key: b"k".to_vec(),
+            },
+        ] {
+            t.apply(&d, &mut freed).unwrap();
+        }
+        assert_eq!(t, MetaTable::new());
+        assert!(freed.is_empty());
+    }
+
+    /// One delta of each variant on `1/o`, with whether it is refused when `1/o` is missing.
+    fn on_missing_object() -> Vec<(Delta, bool)> {
+        let (n, k) = (|| b"o".to_vec(), || b"k".to_vec());
+        vec![
+            (create(1, "o"), false),
+            (Delta::Remove { coll: 1, name: n() }, false),
+            (
+                Delta::SetSize {
+                    coll: 1,
+                    name: n(),
+                    size: 1,
+                },
+                true,
+            ),
+            (map(1, "o", 0, 10, 1), true),
+            (
+                Delta::Unmap {
+                    coll: 1,
+                    name: n(),
+                    lpage: 0,
+                    pages: 1,
+                },
+                true,
+            ),
+            (
+                Delta::SetAttr {
+                    coll: 1,
+                    name: n(),
+                    key: k(),
+                    value: k(),
+                },
+                true,
+            ),
+            (
+                Delta::RmAttr {
+                    coll: 1,
+                    name: n(),
+                    key: k(),
+                },
+                false,
+            ),
+            (
+                Delta::OmapSet {
+                    coll: 1,
+                    name: n(),
+                    key: k(),
+                    value: k(),
+                },
+                true,
+            ),
+            (
+                Delta::OmapRm {
+                    coll: 1,
+                    name: n(),
+                    key: k(),
+                },
+                false,
+            ),
+        ]
+    }
+
+    #[test]
+    fn deltas_on_a_missing_object_follow_the_table() {
+        let mut with_coll = MetaTable::new();
+        with_coll
+            .apply(&Delta::MkColl { coll: 1 }, &mut Vec::new())
+            .unwrap();
+        for (d, refused) in on_missing_object() {
+            let mut t = with_coll.clone();
+            let r = t.apply(&d, &mut Vec::new());
+            assert_eq!(r.is_err(), refused, "{d:?}: {r:?}");
+            if refused {
+                assert!(matches!(r, Err(StoreError::Corrupt(_))));
+                assert_eq!(t, with_coll);
+            }
+            // Without the collection, only Create changes its answer (refused).
+            let mut t = MetaTable::new();
+            let r = t.apply(&d, &mut Vec::new());
+            let refused = refused || matches!(d, Delta::Create { .. });
+            assert_eq!(r.is_err(), refused, "{d:?} without collection: {r:?}");
+            assert_eq!(t, MetaTable::new());
+        }
+    }
+
+    #[test]
+    fn mkcoll_and_create_keep_what_exists() {
+        let mut t = MetaTable::new();
+        let mut freed = Vec::new();
+        for d in [
+            Delta::MkColl { coll: 1 },
+            create(1, "o"),
+            map(1, "o", 0, 10, 2),
+            Delta::SetAttr {
+                coll: 1,
+                name: b"o".to_vec(),
+                key: b"k".to_vec(),
+                value: b"v".to_vec(),
+            },
+        ] {
+            t.apply(&d, &mut freed).unwrap();
+        }
+        let before = t.clone();
+        t.apply(&Delta::MkColl { coll: 1 }, &mut freed).unwrap();
+        t.apply(&create(1, "o"), &mut freed).unwrap();
+        assert_eq!(t, before);
+        assert!(freed.is_empty());
+        // SetSize changes the size only.
+        t.apply(
+            &Delta::SetSize {
+                coll: 1,
+                name: b"o".to_vec(),
+                size: 0,
+            },
+            &mut freed,
+        )
+        .unwrap();
+        let o = t.object(1, b"o").unwrap();
+        assert_eq!((o.size, o.mapped_pages(), o.attrs.len()), (0, 2, 1));
+        assert!(freed.is_empty());
+    }
+
+    #[test]
+    fn rmcoll_frees_every_extent_of_every_object() {
+        let mut t = MetaTable::new();
+        let mut freed = Vec::new();
+        for d in [
+            Delta::MkColl { coll: 7 },
+            create(7, "a"),
+            create(7, "b"),
+            map(7, "a", 0, 100, 2),
+            map(7, "a", 5, 200, 1),
+            map(7, "b", 0, 300, 3),
+        ] {
+            t.apply(&d, &mut freed).unwrap();
+        }
+        assert!(freed.is_empty());
+        assert_eq!(t.object_count(), 2);
+        assert_eq!(t.all_extents().count(), 3);
+        exact(&t);
+        t.apply(&Delta::RmColl { coll: 7 }, &mut freed).unwrap();
+        assert_eq!(
+            freed,
+            vec![
+                Extent {
+                    phys: 100,
+                    pages: 2
+                },
+                Extent {
+                    phys: 200,
+                    pages: 1
+                },
+                Extent {
+                    phys: 300,
+                    pages: 3
+                }
+            ]
+        );
+        assert_eq!(t, MetaTable::new());
+        assert_eq!(t.approx_bytes(), TABLE_HEADER_BYTES);
+    }
+
+    #[test]
+    fn running_total_follows_every_kind_of_change() {
+        let mut t = MetaTable::new();
+        let mut freed = Vec::new();
+        let o = || b"o".to_vec();
+        let set_attr = |key: &str, value: &str| Delta::SetAttr {
+            coll: 1,
+            name: o(),
+            key: key.into(),
+            value: value.into(),
+        };
+        let steps = [
+            Delta::MkColl { coll: 1 },
+            create(1, "o"),
+            set_attr("a", "value"),
+            set_attr("a", "a longer value"), // replaces
+            set_attr("a", ""),
+            Delta::OmapSet {
+                coll: 1,
+                name: o(),
+                key: b"k".to_vec(),
+                value: Vec::new(),
+            },
+            map(1, "o", 0, 10, 4),
+            map(1, "o", 1, 50, 1), // splits into three
+            Delta::Unmap {
+                coll: 1,
+                name: b"o".to_vec(),
+                lpage: 0,
+                pages: 2,
+            },
+            Delta::RmAttr {
+                coll: 1,
+                name: o(),
+                key: b"a".to_vec(),
+            },
+            Delta::OmapRm {
+                coll: 1,
+                name: o(),
+                key: b"k".to_vec(),
+            },
+            Delta::SetSize {
+                coll: 1,
+                name: b"o".to_vec(),
+                size: 12345,
+            },
+            Delta::Remove {
+                coll: 1,
+                name: b"o".to_vec(),
+            },
+        ];
+        for d in &steps {
+            t.apply(d, &mut freed).unwrap();
+            exact(&t);
+        }
+    }
+
+    #[test]
+    fn invalid_deltas_are_refused_and_change_nothing() {
+        let mut t = MetaTable::new();
+        let mut freed = Vec::new();
+        t.apply(&Delta::MkColl { coll: 1 }, &mut freed).unwrap();
+        t.apply(&create(1, "o"), &mut freed).unwrap();
+        let before = t.clone();
+        let bad = [
+            map(1, "o", 0, 10, 0),
+            map(1, "o", MAX_OBJECT_PAGES, 10, 1),
+            map(1, "o", u64::MAX, 10, 1),
+            map(1, "o", 0, u64::MAX, 1),
+            Delta::Create {
+                coll: 1,
+                name: vec![b'n'; MAX_NAME_BYTES + 1],
+            },
+            Delta::SetAttr {
+                coll: 1,
+                name: b"o".to_vec(),
+                key: vec![0; MAX_KEY_BYTES + 1],
+                value: Vec::new(),
+            },
+            Delta::OmapSet {
+                coll: 1,
+                name: b"o".to_vec(),
+                key: Vec::new(),
+                value: vec![0; MAX_VALUE_BYTES + 1],
+            },
+        ];
+        for d in &bad {
+            assert!(
+                matches!(t.apply(d, &mut freed), Err(StoreError::Corrupt(_))),
+                "{d:?} accepted"
+            );
+        }
+        assert_eq!(t, before);
+        assert!(freed.is_empty());
+        // The last page an object may map is fine.
+        t.apply(&map(1, "o", MAX_OBJECT_PAGES - 1, 10, 1), &mut freed)
+            .unwrap();
+    }
+
+    #[test]
+    fn queries() {
+        let mut t = MetaTable::new();
+        let mut freed = Vec::new();
+        for d in [
+            Delta::MkColl { coll: 2 },
+            Delta::MkColl { coll: 1 },
+            create(1, "b"),
+            create(1, "a"),
+            map(1, "b", 3, 30, 2),
+        ] {
+            t.apply(&d, &mut freed).unwrap();
+        }
+        assert!(t.has_coll(2) && !t.has_coll(3));
+        assert_eq!(t.colls().collect::<Vec<_>>(), vec![1, 2]);
+        assert_eq!(t.coll_count(), 2);
+        let names: Vec<_> = t.objects(1).unwrap().map(|(n, _)| n.to_vec()).collect();
+        assert_eq!(names, vec![b"a".to_vec(), b"b".to_vec()]);
+        assert_eq!(t.objects(2).unwrap().count(), 0);
+        assert!(t.objects(3).is_none());
+        assert_eq!(t.object(1, b"b").unwrap().phys_of(4), Some(31));
+        assert!(t.object(1, b"c").is_none());
+        assert_eq!(
+            t.all_extents().collect::<Vec<_>>(),
+            vec![(1, &b"b"[..], 3, Extent { phys: 30, pages: 2 })]
+        );
+    }
+}
