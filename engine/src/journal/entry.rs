@@ -1,0 +1,105 @@
+//! One transaction's entry in a journal batch.
+//!
+//! ```text
+//! u32 entry_bytes (after this field) | u64 txn_seq | u32 delta_count | deltas ...
+//!   | u32 run_count | runs: (u64 first device page, u32 byte length, bytes) ...
+//!   | u32 overwrite_count | overwrites: (u64 first device page, u32 pages) ...
+//! ```
+//!
+//! Runs carry data only for transactions that went through the full journal; replay writes
+//! them to their home pages (the same bytes every time, so replay stays idempotent).
+//! Overwrites name the committed pages a metadata-only transaction rewrote in place: replay
+//! must not later put an older journaled copy of those pages back.
+
+use crate::codec::{DecodeError, Put, Reader};
+use crate::meta::Delta;
+use crate::types::{MAX_TXN_DATA_BYTES, PAGE};
+
+/// Data pages journaled with a full-journal transaction.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DataRun {
+    /// First device page.
+    pub phys: u64,
+    /// Whole pages of data.
+    pub bytes: Vec<u8>,
+}
+
+/// A transaction as the journal records it.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct Entry {
+    /// The shard's transaction sequence number.
+    pub txn_seq: u64,
+    /// Metadata changes, in order.
+    pub deltas: Vec<Delta>,
+    /// Data for the full journal (empty in metadata-only entries).
+    pub runs: Vec<DataRun>,
+    /// Pages rewritten in place by a metadata-only transaction: (first page, pages).
+    pub overwrites: Vec<(u64, u32)>,
+}
+
+impl Entry {
+    /// Appends the encoding to `out`.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        let start = out.len();
+        out.put_u32(0); // patched below
+        out.put_u64(self.txn_seq);
+        out.put_u32(self.deltas.len() as u32);
+        for d in &self.deltas {
+            d.encode(out);
+        }
+        out.put_u32(self.runs.len() as u32);
+        for r in &self.runs {
+            out.put_u64(r.phys);
+            out.put_bytes(&r.bytes);
+        }
+        out.put_u32(self.overwrites.len() as u32);
+        for (phys, pages) in &self.overwrites {
+            out.put_u64(*phys);
+            out.put_u32(*pages);
+        }
+        let len = (out.len() - start - 4) as u32;
+        out[start..start + 4].copy_from_slice(&len.to_le_bytes());
+    }
+
+    /// Decodes one entry.
+    pub fn decode(r: &mut Reader<'_>) -> Result<Entry, DecodeError> {
+        let len = r.u32("entry length")? as usize;
+        let mut body = Reader::new(r.take(len, "entry")?);
+        let txn_seq = body.u64("txn seq")?;
+        let n = body.count("delta count", 2)?;
+        let mut deltas = Vec::with_capacity(n);
+        for _ in 0..n {
+            deltas.push(Delta::decode(&mut body)?);
+        }
+        let n = body.count("run count", 12)?;
+        let mut runs = Vec::with_capacity(n);
+        for _ in 0..n {
+            let phys = body.u64("run page")?;
+            let bytes = body.bytes_vec("run data", MAX_TXN_DATA_BYTES as usize)?;
+            if bytes.is_empty() || bytes.len() as u64 % PAGE != 0 {
+                return Err(DecodeError::Bad {
+                    what: "run length",
+                    value: bytes.len() as u64,
+                });
+            }
+            runs.push(DataRun { phys, bytes });
+        }
+        let n = body.count("overwrite count", 12)?;
+        let mut overwrites = Vec::with_capacity(n);
+        for _ in 0..n {
+            overwrites.push((body.u64("overwrite page")?, body.u32("overwrite pages")?));
+        }
+        if !body.is_empty() {
+            return Err(DecodeError::Bad {
+                what: "trailing entry bytes",
+                value: body.remaining() as u64,
+            });
+        }
+        Ok(Entry {
+            txn_seq,
+            deltas,
+            runs,
+            overwrites,
+        })
+    }
+}

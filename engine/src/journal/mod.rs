@@ -1,0 +1,7 @@
+//! The journal: group-commit batches in a ring (docs/format.md §3).
+
+mod entry;
+mod header;
+
+pub use entry::{DataRun, Entry};
+pub use header::{BatchHeader, HeaderReject, HEADER_BYTES, JOURNAL_MAGIC};

@@ -1,0 +1,162 @@
+//! The shard's view of its two queue pairs: tags, issue numbers, and chunked writes.
+//!
+//! Every command gets an *issue number* (monotonic per shard). The oldest issue number still
+//! in flight gates the reuse of freed pages (docs/format.md §5 rule 4).
+
+use std::collections::BTreeSet;
+
+use keel_drivers::{Command, DmaPool, DriverError, QueuePair};
+use slab::Slab;
+
+/// Who is waiting for a command.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Owner {
+    /// A read of committed pages for planning: (txn slot, first device page, pages).
+    Prefetch(usize, u64, u32),
+    /// A data write of a transaction (metadata-only path).
+    Data(usize),
+    /// A home-location write of a transaction that went through the full journal.
+    Home(usize),
+    /// A client read: (read slot, byte offset in its output, bytes to skip at the start of
+    /// the buffer, bytes to copy).
+    Read(usize, usize, usize, usize),
+    /// A journal-queue job (flush, batch, checkpoint).
+    Job(JobKind),
+}
+
+/// Jobs on the journal queue pair.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum JobKind {
+    /// The flush before a batch.
+    BatchFlush,
+    /// The batch write.
+    Batch,
+    /// The flush before a checkpoint.
+    CkptFlush,
+    /// The checkpoint slot write.
+    Ckpt,
+}
+
+pub(crate) struct IoRec {
+    pub(crate) owner: Owner,
+    pub(crate) issue: u64,
+}
+
+/// In-flight commands of both queue pairs.
+#[derive(Default)]
+pub(crate) struct IoTable {
+    recs: Slab<IoRec>,
+    inflight: BTreeSet<u64>,
+    next_issue: u64,
+}
+
+impl IoTable {
+    /// Submits `cmd` on `qp` for `owner`. On refusal nothing is recorded.
+    pub(crate) fn submit<Q: QueuePair>(
+        &mut self,
+        qp: &mut Q,
+        owner: Owner,
+        cmd: Command,
+    ) -> Result<(), DriverError> {
+        let issue = self.next_issue;
+        let key = self.recs.insert(IoRec { owner, issue });
+        match qp.submit(key as u64, cmd) {
+            Ok(()) => {
+                self.next_issue += 1;
+                self.inflight.insert(issue);
+                Ok(())
+            }
+            Err(rejected) => {
+                self.recs.remove(key);
+                Err(rejected.error)
+            }
+        }
+    }
+
+    /// Forgets a finished command; returns its owner.
+    pub(crate) fn finish(&mut self, tag: u64) -> Owner {
+        let rec = self.recs.remove(tag as usize);
+        self.inflight.remove(&rec.issue);
+        rec.owner
+    }
+
+    /// The next issue number to be given out.
+    pub(crate) fn mark(&self) -> u64 {
+        self.next_issue
+    }
+
+    /// The oldest issue number in flight, or `u64::MAX` when idle.
+    pub(crate) fn oldest_inflight(&self) -> u64 {
+        self.inflight.first().copied().unwrap_or(u64::MAX)
+    }
+
+    pub(crate) fn is_idle(&self) -> bool {
+        self.inflight.is_empty()
+    }
+}
+
+/// A sequence of bytes to write to device blocks in chunks, as buffers allow.
+pub(crate) struct ChunkedWrite {
+    /// (first device block, byte range of `data`) per contiguous destination.
+    segments: Vec<(u64, std::ops::Range<usize>)>,
+    seg: usize,
+    off: usize,
+    pub(crate) pending: u32,
+    pub(crate) fua: bool,
+}
+
+impl ChunkedWrite {
+    pub(crate) fn new(segments: Vec<(u64, std::ops::Range<usize>)>, fua: bool) -> Self {
+        ChunkedWrite {
+            segments,
+            seg: 0,
+            off: 0,
+            pending: 0,
+            fua,
+        }
+    }
+
+    pub(crate) fn all_issued(&self) -> bool {
+        self.seg >= self.segments.len()
+    }
+
+    pub(crate) fn done(&self) -> bool {
+        self.all_issued() && self.pending == 0
+    }
+
+    /// Issues as many chunks as buffers and queue room allow. `block` is the device block
+    /// size; chunks never exceed a pool buffer.
+    pub(crate) fn issue<Q: QueuePair>(
+        &mut self,
+        data: &[u8],
+        block: u32,
+        qp: &mut Q,
+        pool: &DmaPool,
+        io: &mut IoTable,
+        owner: Owner,
+    ) -> Result<(), DriverError> {
+        while let Some((lba, range)) = self.segments.get(self.seg) {
+            if qp.in_flight() >= qp.depth() {
+                break;
+            }
+            let Some(mut buf) = pool.alloc() else { break };
+            let len = (range.len() - self.off).min(buf.capacity());
+            buf.set_len(len);
+            let from = range.start + self.off;
+            buf.as_mut_slice().copy_from_slice(&data[from..from + len]);
+            let cmd = Command::Write {
+                lba: lba + (self.off / block as usize) as u64,
+                buf,
+                fua: self.fua,
+            };
+            io.submit(qp, owner, cmd)?;
+            self.pending += 1;
+            self.off += len;
+            if self.off == range.len() {
+                self.seg += 1;
+                self.off = 0;
+            }
+        }
+        Ok(())
+    }
+}

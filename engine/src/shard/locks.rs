@@ -1,0 +1,118 @@
+//! Which transactions may run at once.
+//!
+//! A transaction holds its objects exclusively and its collections shared (mkcoll/rmcoll
+//! hold theirs exclusively) from the moment it starts planning until its changes are
+//! committed and its data is at its home location. Conflicting transactions therefore plan
+//! against each other's committed results, and their journal entries follow their
+//! submission order. Waiting transactions start in submission order: a transaction never
+//! overtakes an earlier one it conflicts with.
+
+use std::collections::{HashMap, HashSet};
+
+use crate::txn::{Transaction, TxnOp};
+use crate::types::{CollId, ObjKey};
+
+/// The locks one transaction needs.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct LockSet {
+    pub(crate) objects: Vec<ObjKey>,
+    /// Collections, and whether exclusively.
+    pub(crate) colls: Vec<(CollId, bool)>,
+}
+
+impl LockSet {
+    pub(crate) fn of(txn: &Transaction) -> LockSet {
+        let mut objects: HashSet<ObjKey> = HashSet::new();
+        let mut colls: HashMap<CollId, bool> = HashMap::new();
+        for op in txn.ops() {
+            match op {
+                TxnOp::MkColl { coll } | TxnOp::RmColl { coll } => {
+                    colls.insert(*coll, true);
+                }
+                other => {
+                    colls.entry(other.coll()).or_insert(false);
+                    objects.extend(other.objects());
+                }
+            }
+        }
+        let mut objects: Vec<_> = objects.into_iter().collect();
+        objects.sort();
+        let mut colls: Vec<_> = colls.into_iter().collect();
+        colls.sort();
+        LockSet { objects, colls }
+    }
+
+    fn conflicts(&self, other: &LockSet) -> bool {
+        self.objects
+            .iter()
+            .any(|o| other.objects.binary_search(o).is_ok())
+            || self
+                .colls
+                .iter()
+                .any(|(c, x)| other.colls.iter().any(|(oc, ox)| oc == c && (*x || *ox)))
+    }
+}
+
+/// Locks held by running transactions.
+#[derive(Default)]
+pub(crate) struct Locks {
+    objects: HashSet<ObjKey>,
+    /// Per collection: shared holders, and whether held exclusively.
+    colls: HashMap<CollId, (u32, bool)>,
+}
+
+impl Locks {
+    /// True if `set` conflicts with nothing held.
+    pub(crate) fn available(&self, set: &LockSet) -> bool {
+        set.objects.iter().all(|o| !self.objects.contains(o))
+            && set.colls.iter().all(|(c, excl)| match self.colls.get(c) {
+                None => true,
+                Some(&(shared, held_excl)) => !held_excl && (!excl || shared == 0),
+            })
+    }
+
+    /// Like `available`, and also no conflict with any transaction waiting ahead.
+    pub(crate) fn may_start(&self, set: &LockSet, ahead: &[&LockSet]) -> bool {
+        self.available(set) && ahead.iter().all(|a| !a.conflicts(set))
+    }
+
+    pub(crate) fn acquire(&mut self, set: &LockSet) {
+        debug_assert!(self.available(set));
+        for o in &set.objects {
+            self.objects.insert(o.clone());
+        }
+        for (c, excl) in &set.colls {
+            let e = self.colls.entry(*c).or_insert((0, false));
+            if *excl {
+                e.1 = true;
+            } else {
+                e.0 += 1;
+            }
+        }
+    }
+
+    pub(crate) fn release(&mut self, set: &LockSet) {
+        for o in &set.objects {
+            let was = self.objects.remove(o);
+            debug_assert!(was, "releasing an object lock not held");
+        }
+        for (c, excl) in &set.colls {
+            let e = self
+                .colls
+                .get_mut(c)
+                .expect("releasing a collection lock not held");
+            if *excl {
+                e.1 = false;
+            } else {
+                e.0 -= 1;
+            }
+            if *e == (0, false) {
+                self.colls.remove(c);
+            }
+        }
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.objects.is_empty() && self.colls.is_empty()
+    }
+}

@@ -1,0 +1,850 @@
+//! A shard: one reactor's share of the store, run to completion by polling.
+//!
+//! It owns a data queue pair and a journal queue pair, a journal ring, two checkpoint slots,
+//! an allocator region and an object table. A transaction moves through:
+//!
+//! ```text
+//!  queued ──locks──► planning ──(needs old pages)──► prefetch reads ──► planning
+//!                       │
+//!        metadata-only  ├──► data writes (data queue pair) ──► ready
+//!        full journal   └──────────────────────────────────────► ready
+//!  ready ──group commit──► [Flush if cache and new data] ──► batch write (FUA) ──► durable
+//!  durable ──► commit deltas to the table, ack ──► (full journal: home writes) ──► unlock
+//! ```
+//!
+//! Every step is driven by [`Shard::poll`], which never blocks. A device error stops the
+//! shard: in-flight transactions fail, and every later write is refused with the reason.
+
+mod batch;
+mod checkpoint;
+mod io;
+mod locks;
+mod plan;
+pub(crate) mod recovery;
+
+use std::collections::{HashMap, VecDeque};
+
+use keel_drivers::{Command, Completion, DmaPool, DriverError, Geometry, QueuePair};
+use slab::Slab;
+
+use crate::alloc::{Allocator, FreeGate};
+use crate::error::{Result, StoreError};
+use crate::journal::{DataRun, Entry};
+use crate::meta::{MetaTable, Object};
+use crate::superblock::ShardLayout;
+use crate::txn::Transaction;
+use crate::types::{CollId, JournalMode, ObjKey, PAGE};
+
+pub(crate) use batch::BatchState;
+pub(crate) use checkpoint::CkptState;
+use io::{ChunkedWrite, IoTable, Owner};
+use locks::{LockSet, Locks};
+use plan::{PlanOutcome, Planned, Planner};
+
+const PG: usize = PAGE as usize;
+
+/// Tuning of one shard, fixed at open.
+#[derive(Clone, Debug)]
+pub struct ShardConfig {
+    /// Depth of the data queue pair.
+    pub data_depth: u32,
+    /// Depth of the journal queue pair.
+    pub journal_depth: u32,
+    /// Size of each data DMA buffer (a data command moves at most this).
+    pub io_buf_bytes: usize,
+    /// Number of data DMA buffers.
+    pub io_bufs: u32,
+    /// Size of each journal DMA buffer.
+    pub journal_buf_bytes: usize,
+    /// Number of journal DMA buffers.
+    pub journal_bufs: u32,
+    /// A batch closes when its entries reach this many bytes.
+    pub max_batch_bytes: u32,
+    /// Transactions queued or in flight at most; past it `queue` answers Busy.
+    pub max_txns: u32,
+    /// Checkpoint when the journal is this full (fraction of the ring).
+    pub checkpoint_fill: f64,
+    /// Write data with FUA instead of flushing before each batch that depends on data.
+    pub data_fua: bool,
+}
+
+impl Default for ShardConfig {
+    fn default() -> Self {
+        ShardConfig {
+            data_depth: 256,
+            journal_depth: 64,
+            io_buf_bytes: 128 << 10,
+            io_bufs: 512,
+            journal_buf_bytes: 256 << 10,
+            journal_bufs: 64,
+            max_batch_bytes: 1 << 20,
+            max_txns: 4096,
+            checkpoint_fill: 0.5,
+            data_fua: false,
+        }
+    }
+}
+
+/// Counters of one shard.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct ShardStats {
+    /// Transactions acknowledged.
+    pub txns_committed: u64,
+    /// Transactions that failed.
+    pub txns_failed: u64,
+    /// Bytes of client data in committed write / clone_range operations.
+    pub client_bytes: u64,
+    /// Committed transactions that went through the full journal.
+    pub full_journal_txns: u64,
+    /// Journal batches written.
+    pub batches: u64,
+    /// Entries in those batches.
+    pub batch_entries: u64,
+    /// Bytes of those batches (header and padding included).
+    pub batch_bytes: u64,
+    /// Flushes the shard issued.
+    pub flushes: u64,
+    /// Checkpoints written.
+    pub checkpoints: u64,
+    /// Pages written into fresh extents.
+    pub fresh_pages: u64,
+    /// Pages rewritten in place.
+    pub overwrite_pages: u64,
+}
+
+/// What a shard has in flight (crash tests use it to choose where to cut the power).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Phase {
+    /// Data writes of some transaction are in flight, before its entry.
+    pub data_writes: bool,
+    /// A journal batch (or the flush before it) is in flight.
+    pub batch: bool,
+    /// A checkpoint is in flight.
+    pub checkpoint: bool,
+    /// Home writes of full-journal transactions are in flight.
+    pub home_writes: bool,
+}
+
+/// A transaction's handle, unique in a store's life.
+pub type TxnId = u64;
+
+#[derive(Debug, PartialEq, Eq)]
+enum TxnState {
+    Queued,
+    Prefetching,
+    Writing,
+    Ready,
+    InBatch,
+    HomeWriting,
+}
+
+struct TxnSlot {
+    id: TxnId,
+    txn: Transaction,
+    locks: LockSet,
+    full: bool,
+    state: TxnState,
+    /// Committed page contents read for planning, by device page.
+    pages: HashMap<u64, Box<[u8]>>,
+    pending: u32,
+    planned: Option<Planned>,
+    /// Concatenated run data and where each run goes (for chunked writes).
+    data: Vec<u8>,
+    write: Option<ChunkedWrite>,
+    entry: Vec<u8>,
+    data_bytes: u64,
+}
+
+struct ReadSlot {
+    out: Vec<u8>,
+    pending: u32,
+    error: Option<StoreError>,
+}
+
+/// One shard.
+pub struct Shard<Q: QueuePair> {
+    pub(crate) id: u32,
+    pub(crate) layout: ShardLayout,
+    pub(crate) uuid: [u8; 16],
+    pub(crate) mode: JournalMode,
+    pub(crate) geo: Geometry,
+    pub(crate) cfg: ShardConfig,
+    pub(crate) data_qp: Q,
+    pub(crate) journal_qp: Q,
+    pub(crate) data_pool: DmaPool,
+    pub(crate) journal_pool: DmaPool,
+    pub(crate) table: MetaTable,
+    pub(crate) alloc: Allocator,
+    pub(crate) io: IoTable,
+    locks: Locks,
+    txns: Slab<TxnSlot>,
+    queued: VecDeque<usize>,
+    /// Transactions with writes left to issue.
+    writers: VecDeque<usize>,
+    /// Transactions ready for the journal, in the order they became ready.
+    pub(crate) ready: VecDeque<usize>,
+    pub(crate) batch: BatchState,
+    pub(crate) journal: JournalPos,
+    pub(crate) ckpt: CkptState,
+    /// Generation of the newest durable checkpoint.
+    pub(crate) ckpt_gen: u64,
+    /// The slot the next checkpoint goes to (0 = A, 1 = B).
+    pub(crate) ckpt_slot: u8,
+    /// A checkpoint is wanted (journal full, or asked for).
+    pub(crate) ckpt_wanted: bool,
+    /// Checkpoint even if the journal is empty.
+    pub(crate) ckpt_forced: bool,
+    /// A data write completed since the last flush was submitted.
+    pub(crate) data_since_flush: bool,
+    /// Home pages of full-journal transactions whose home writes are in flight:
+    /// device page → (txn slot, byte offset in its data).
+    overlay: HashMap<u64, (usize, usize)>,
+    reads: Slab<ReadSlot>,
+    completions: VecDeque<(TxnId, Result<()>)>,
+    next_txn: TxnId,
+    pub(crate) stats: ShardStats,
+    pub(crate) failed: Option<String>,
+    scratch: Vec<Completion>,
+}
+
+/// The journal's ring positions, in device blocks.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct JournalPos {
+    /// Next batch's sequence number.
+    pub(crate) next_seq: u64,
+    /// Next batch's logical position.
+    pub(crate) next_pos: u64,
+    /// Header crc of the last durable batch.
+    pub(crate) prev_crc: u32,
+    /// Oldest position still needed (the last checkpoint's start).
+    pub(crate) head_pos: u64,
+    /// Sequence number of the last durable batch.
+    pub(crate) durable_seq: u64,
+}
+
+impl<Q: QueuePair> Shard<Q> {
+    pub(crate) fn block_size(&self) -> u32 {
+        self.geo.block_size
+    }
+
+    pub(crate) fn blocks_per_page(&self) -> u64 {
+        PAGE / u64::from(self.geo.block_size)
+    }
+
+    /// Device block of device page `page`.
+    pub(crate) fn lba(&self, page: u64) -> u64 {
+        page * self.blocks_per_page()
+    }
+
+    pub(crate) fn ring_blocks(&self) -> u64 {
+        self.layout.journal_pages * self.blocks_per_page()
+    }
+
+    fn max_extent_pages(&self) -> u32 {
+        (self.cfg.io_buf_bytes / PG).max(1) as u32
+    }
+
+    // ---- intake -------------------------------------------------------------------------
+
+    /// Queues a transaction. Static errors (limits, malformed) come back at once and change
+    /// nothing; errors that depend on the store's state come back in its completion.
+    pub fn queue(&mut self, txn: Transaction) -> Result<TxnId> {
+        if let Some(why) = &self.failed {
+            return Err(StoreError::Failed(why.clone()));
+        }
+        txn.validate()?;
+        if self.txns.len() >= self.cfg.max_txns as usize {
+            return Err(StoreError::Busy(self.txns.len()));
+        }
+        let full = self.mode == JournalMode::Full || txn.needs_full_journal();
+        let id = self.next_txn;
+        self.next_txn += 1;
+        let slot = self.txns.insert(TxnSlot {
+            id,
+            locks: LockSet::of(&txn),
+            data_bytes: txn.data_bytes(),
+            txn,
+            full,
+            state: TxnState::Queued,
+            pages: HashMap::new(),
+            pending: 0,
+            planned: None,
+            data: Vec::new(),
+            write: None,
+            entry: Vec::new(),
+        });
+        self.queued.push_back(slot);
+        Ok(id)
+    }
+
+    /// Hands finished transactions to `f`, in completion order.
+    pub fn take_completions(&mut self, mut f: impl FnMut(TxnId, Result<()>)) -> usize {
+        let n = self.completions.len();
+        for (id, r) in self.completions.drain(..) {
+            f(id, r);
+        }
+        n
+    }
+
+    /// Transactions queued or in flight.
+    pub fn in_flight(&self) -> usize {
+        self.txns.len()
+    }
+
+    /// True when nothing is queued, in flight or being checkpointed.
+    pub fn is_idle(&self) -> bool {
+        debug_assert!(
+            !self.txns.is_empty() || self.locks.is_empty(),
+            "locks leaked"
+        );
+        self.txns.is_empty()
+            && self.io.is_idle()
+            && matches!(self.batch, BatchState::Idle)
+            && matches!(self.ckpt, CkptState::Idle)
+    }
+
+    /// What is in flight now.
+    pub fn phase(&self) -> Phase {
+        Phase {
+            data_writes: self.txns.iter().any(|(_, t)| t.state == TxnState::Writing),
+            batch: !matches!(self.batch, BatchState::Idle),
+            checkpoint: !matches!(self.ckpt, CkptState::Idle),
+            home_writes: self
+                .txns
+                .iter()
+                .any(|(_, t)| t.state == TxnState::HomeWriting),
+        }
+    }
+
+    // ---- the poll loop ------------------------------------------------------------------
+
+    /// One turn of the reactor: reap completions, advance every transaction, group-commit,
+    /// checkpoint. Returns true if anything happened (Busy), false when idle.
+    pub fn poll(&mut self) -> bool {
+        let mut busy = false;
+        busy |= self.reap();
+        busy |= self.start_queued();
+        busy |= self.issue_writes();
+        busy |= self.batch_step();
+        busy |= self.ckpt_step();
+        self.alloc
+            .advance(self.journal.durable_seq, self.io.oldest_inflight());
+        if let Err(e) = self.data_qp.kick().and_then(|_| self.journal_qp.kick()) {
+            self.fail(format!("submitting to the device: {e}"));
+        }
+        busy
+    }
+
+    fn reap(&mut self) -> bool {
+        let mut done = std::mem::take(&mut self.scratch);
+        self.data_qp.poll(256, &mut |c| done.push(c));
+        self.journal_qp.poll(256, &mut |c| done.push(c));
+        let any = !done.is_empty();
+        for c in done.drain(..) {
+            let owner = self.io.finish(c.tag);
+            if let Err(e) = c.result {
+                self.on_io_error(owner, e, c.buf);
+                continue;
+            }
+            self.on_io_done(owner, c.buf);
+        }
+        self.scratch = done;
+        any
+    }
+
+    fn on_io_done(&mut self, owner: Owner, buf: Option<keel_drivers::DmaBuf>) {
+        match owner {
+            Owner::Prefetch(slot, phys, pages) => {
+                let buf = buf.expect("read returns its buffer");
+                let t = &mut self.txns[slot];
+                for i in 0..pages as usize {
+                    let page: Box<[u8]> = buf.as_slice()[i * PG..(i + 1) * PG].into();
+                    t.pages.insert(phys + i as u64, page);
+                }
+                t.pending -= 1;
+                if t.pending == 0 {
+                    self.plan_txn(slot);
+                }
+            }
+            Owner::Data(slot) => {
+                self.data_since_flush = true;
+                let t = &mut self.txns[slot];
+                let w = t.write.as_mut().expect("writing");
+                w.pending -= 1;
+                if w.done() {
+                    t.write = None;
+                    t.state = TxnState::Ready;
+                    self.ready.push_back(slot);
+                }
+            }
+            Owner::Home(slot) => {
+                let t = &mut self.txns[slot];
+                let w = t.write.as_mut().expect("home writing");
+                w.pending -= 1;
+                if w.done() {
+                    self.finish_home(slot);
+                }
+            }
+            Owner::Read(slot, at, skip, len) => {
+                let buf = buf.expect("read returns its buffer");
+                let r = &mut self.reads[slot];
+                r.out[at..at + len].copy_from_slice(&buf.as_slice()[skip..skip + len]);
+                r.pending -= 1;
+            }
+            Owner::Job(kind) => self.on_job_done(kind),
+        }
+    }
+
+    fn on_io_error(&mut self, owner: Owner, e: DriverError, _buf: Option<keel_drivers::DmaBuf>) {
+        match owner {
+            Owner::Read(slot, ..) => {
+                let r = &mut self.reads[slot];
+                r.pending -= 1;
+                r.error.get_or_insert(StoreError::Device {
+                    op: keel_drivers::Op::Read,
+                    source: e,
+                });
+            }
+            _ => self.fail(format!("{owner:?}: {e}")),
+        }
+    }
+
+    /// Stops the shard after a device fault: every transaction not yet acknowledged fails,
+    /// and no more writes are accepted. Committed state in memory stays readable.
+    pub(crate) fn fail(&mut self, why: String) {
+        if self.failed.is_some() {
+            return;
+        }
+        log::error!("shard {}: stopping: {why}", self.id);
+        self.failed = Some(why.clone());
+        let slots: Vec<usize> = self.txns.iter().map(|(k, _)| k).collect();
+        for slot in slots {
+            let t = &self.txns[slot];
+            if t.state != TxnState::HomeWriting {
+                self.completions
+                    .push_back((t.id, Err(StoreError::Failed(why.clone()))));
+                self.stats.txns_failed += 1;
+            }
+        }
+        self.queued.clear();
+        self.ready.clear();
+        self.writers.clear();
+    }
+
+    // ---- transactions -------------------------------------------------------------------
+
+    fn start_queued(&mut self) -> bool {
+        if self.failed.is_some() {
+            return false;
+        }
+        let mut started = false;
+        let mut ahead: Vec<usize> = Vec::new();
+        let mut i = 0;
+        while i < self.queued.len() {
+            let slot = self.queued[i];
+            let sets: Vec<&LockSet> = ahead.iter().map(|s| &self.txns[*s].locks).collect();
+            if self.locks.may_start(&self.txns[slot].locks, &sets) {
+                self.queued.remove(i);
+                let set = self.txns[slot].locks.clone();
+                self.locks.acquire(&set);
+                self.plan_txn(slot);
+                started = true;
+            } else {
+                ahead.push(slot);
+                i += 1;
+            }
+        }
+        started
+    }
+
+    fn plan_txn(&mut self, slot: usize) {
+        let max_ext = self.max_extent_pages();
+        let t = &mut self.txns[slot];
+        let outcome = Planner::new(&self.table, &mut self.alloc, &t.pages, max_ext).plan(&t.txn);
+        match outcome {
+            Err(e) => self.finish_txn(slot, Err(e)),
+            Ok(PlanOutcome::NeedPages(pages)) => self.prefetch(slot, pages),
+            Ok(PlanOutcome::Done(planned)) => self.planned(slot, planned),
+        }
+    }
+
+    fn prefetch(&mut self, slot: usize, pages: Vec<u64>) {
+        if !self.txns[slot].pages.is_empty() {
+            // A second pass never needs more pages than the first found.
+            self.finish_txn(
+                slot,
+                Err(StoreError::Corrupt("planning asked for pages twice".into())),
+            );
+            return;
+        }
+        self.txns[slot].state = TxnState::Prefetching;
+        // Contiguous runs, each at most one buffer.
+        let per_buf = (self.cfg.io_buf_bytes / PG).max(1) as u64;
+        let mut runs: Vec<(u64, u32)> = Vec::new();
+        for p in pages {
+            match runs.last_mut() {
+                Some((s, n)) if *s + u64::from(*n) == p && u64::from(*n) < per_buf => *n += 1,
+                _ => runs.push((p, 1)),
+            }
+        }
+        for (phys, n) in runs {
+            // Committed pages only change under this transaction's locks: reading them now
+            // sees what planning would. A full-journal page still on its way home is read
+            // from the overlay.
+            let Some(mut buf) = self.data_pool.alloc() else {
+                self.fail("out of data buffers for a prefetch".into());
+                return;
+            };
+            buf.set_len(n as usize * PG);
+            let cmd = Command::Read {
+                lba: self.lba(phys),
+                buf,
+            };
+            let t = &mut self.txns[slot];
+            match self
+                .io
+                .submit(&mut self.data_qp, Owner::Prefetch(slot, phys, n), cmd)
+            {
+                Ok(()) => t.pending += 1,
+                Err(e) => {
+                    self.fail(format!("prefetch read: {e}"));
+                    return;
+                }
+            }
+        }
+    }
+
+    fn planned(&mut self, slot: usize, planned: Planned) {
+        let full = self.txns[slot].full;
+        let max_entry = (self.ring_blocks() * u64::from(self.block_size()) / 4) as usize;
+        let t = &mut self.txns[slot];
+        t.pages.clear();
+        let entry = Entry {
+            txn_seq: t.id,
+            deltas: planned.deltas.clone(),
+            runs: if full {
+                planned
+                    .runs
+                    .iter()
+                    .map(|r| DataRun {
+                        phys: r.phys,
+                        bytes: r.data.clone(),
+                    })
+                    .collect()
+            } else {
+                Vec::new()
+            },
+            overwrites: if full {
+                Vec::new()
+            } else {
+                planned.overwrites.clone()
+            },
+        };
+        t.entry.clear();
+        entry.encode(&mut t.entry);
+        if t.entry.len() > max_entry {
+            let len = t.entry.len();
+            for e in &planned.allocated {
+                self.alloc.release_now(*e);
+            }
+            self.finish_txn(
+                slot,
+                Err(StoreError::NoSpace(format!(
+                    "a {len}-byte journal entry does not fit a quarter of the journal"
+                ))),
+            );
+            return;
+        }
+        // Lay the run data out once, with a segment per run.
+        let mut segments = Vec::with_capacity(planned.runs.len());
+        t.data.clear();
+        let bpp = PAGE / u64::from(self.geo.block_size);
+        for r in &planned.runs {
+            let start = t.data.len();
+            t.data.extend_from_slice(&r.data);
+            segments.push((r.phys * bpp, start..t.data.len()));
+        }
+        let has_data = !segments.is_empty();
+        t.write = Some(ChunkedWrite::new(segments, self.cfg.data_fua));
+        t.planned = Some(planned);
+        if full || !has_data {
+            t.state = TxnState::Ready;
+            if full {
+                // The home writes wait for the batch; keep the segments.
+            } else {
+                t.write = None;
+            }
+            self.ready.push_back(slot);
+        } else {
+            t.state = TxnState::Writing;
+            self.writers.push_back(slot);
+        }
+    }
+
+    /// Issues data and home writes as buffers and queue room allow.
+    fn issue_writes(&mut self) -> bool {
+        let mut any = false;
+        let bs = self.geo.block_size;
+        while let Some(&slot) = self.writers.front() {
+            let t = &mut self.txns[slot];
+            let owner = if t.state == TxnState::HomeWriting {
+                Owner::Home(slot)
+            } else {
+                Owner::Data(slot)
+            };
+            let w = t.write.as_mut().expect("writer has a write");
+            let before = w.pending;
+            if let Err(e) = w.issue(
+                &t.data,
+                bs,
+                &mut self.data_qp,
+                &self.data_pool,
+                &mut self.io,
+                owner,
+            ) {
+                self.fail(format!("data write: {e}"));
+                return true;
+            }
+            any |= w.pending != before;
+            if !w.all_issued() {
+                break; // keep submission order: later writers wait for buffers
+            }
+            self.writers.pop_front();
+        }
+        any
+    }
+
+    /// The batch holding this transaction is durable: apply, acknowledge, then (full
+    /// journal) write home.
+    pub(crate) fn commit(&mut self, slot: usize, seq: u64) {
+        let t = &mut self.txns[slot];
+        let id = t.id;
+        let planned = t
+            .planned
+            .take()
+            .expect("committed transactions are planned");
+        let mut freed = Vec::new();
+        for d in &planned.deltas {
+            if let Err(e) = self.table.apply(d, &mut freed) {
+                // Planning never emits a delta the table refuses: the in-memory state is
+                // no longer trustworthy.
+                self.fail(format!("committing txn {id}: {e}"));
+                return;
+            }
+        }
+        // Every I/O issued so far (issue numbers below mark()) must finish before the freed
+        // pages are reused; the gate passes when the oldest in flight is past the last one.
+        let gate = FreeGate {
+            batch_seq: seq,
+            io_mark: self.io.mark().saturating_sub(1),
+        };
+        for e in freed {
+            self.alloc.defer_free(e, gate);
+        }
+        let t = &mut self.txns[slot];
+        self.stats.txns_committed += 1;
+        self.stats.client_bytes += t.data_bytes;
+        self.stats.fresh_pages += planned.fresh_pages;
+        self.stats.overwrite_pages += planned.overwrite_pages;
+        self.completions.push_back((t.id, Ok(())));
+        if t.full {
+            self.stats.full_journal_txns += 1;
+        }
+        if t.full && t.write.as_ref().is_some_and(|w| !w.all_issued()) {
+            t.state = TxnState::HomeWriting;
+            // Reads see acknowledged data while it travels home.
+            let mut off = 0;
+            for r in &planned.runs {
+                for i in 0..(r.data.len() / PG) as u64 {
+                    self.overlay.insert(r.phys + i, (slot, off));
+                    off += PG;
+                }
+            }
+            self.writers.push_back(slot);
+        } else {
+            self.release(slot);
+        }
+    }
+
+    fn finish_home(&mut self, slot: usize) {
+        self.overlay.retain(|_, (s, _)| *s != slot);
+        self.release(slot);
+    }
+
+    fn release(&mut self, slot: usize) {
+        let t = self.txns.remove(slot);
+        self.locks.release(&t.locks);
+    }
+
+    /// Ends a transaction that failed before its entry was written: nothing of it is
+    /// visible, its allocations were given back by the planner.
+    fn finish_txn(&mut self, slot: usize, result: Result<()>) {
+        let t = &self.txns[slot];
+        if result.is_err() {
+            self.stats.txns_failed += 1;
+        }
+        self.completions.push_back((t.id, result));
+        self.release(slot);
+    }
+
+    // ---- reads --------------------------------------------------------------------------
+
+    /// Committed metadata of an object.
+    pub fn object(&self, coll: CollId, name: &[u8]) -> Result<&Object> {
+        if !self.table.has_coll(coll) {
+            return Err(StoreError::NoSuchCollection(coll));
+        }
+        self.table
+            .object(coll, name)
+            .ok_or_else(|| StoreError::NoSuchObject(ObjKey::new(coll, name.to_vec())))
+    }
+
+    /// The committed metadata table.
+    pub fn table(&self) -> &MetaTable {
+        &self.table
+    }
+
+    /// Reads committed bytes `[offset, offset + len)` of an object (clamped at its size),
+    /// polling the shard until the data is in. Holes read as zeroes.
+    pub fn read(&mut self, coll: CollId, name: &[u8], offset: u64, len: usize) -> Result<Vec<u8>> {
+        let obj = self.object(coll, name)?;
+        let size = obj.size;
+        if offset > size {
+            return Err(StoreError::ReadPastEnd {
+                key: ObjKey::new(coll, name.to_vec()),
+                offset,
+                size,
+            });
+        }
+        let end = offset.saturating_add(len as u64).min(size);
+        // Runs of pages with consecutive device pages: (first lpage, first phys, pages).
+        let per_buf = (self.cfg.io_buf_bytes / PG).max(1) as u64;
+        let mut runs: Vec<(u64, u64, u64)> = Vec::new();
+        if end > offset {
+            for lpage in offset / PAGE..=(end - 1) / PAGE {
+                let Some(phys) = obj
+                    .extents
+                    .range(..=lpage)
+                    .next_back()
+                    .filter(|(s, e)| lpage < **s + u64::from(e.pages))
+                    .map(|(s, e)| e.phys + (lpage - s))
+                else {
+                    continue;
+                };
+                match runs.last_mut() {
+                    Some((lp, p, n)) if *lp + *n == lpage && *p + *n == phys && *n < per_buf => {
+                        *n += 1
+                    }
+                    _ => runs.push((lpage, phys, 1)),
+                }
+            }
+        }
+        let rslot = self.reads.insert(ReadSlot {
+            out: vec![0u8; (end - offset) as usize],
+            pending: 0,
+            error: None,
+        });
+        for (lpage, phys, pages) in runs {
+            // The part of the run inside [offset, end).
+            let run_start = lpage * PAGE;
+            let lo = offset.max(run_start);
+            let hi = end.min(run_start + pages * PAGE);
+            let skip = (lo - run_start) as usize;
+            let out_at = (lo - offset) as usize;
+            let n = (hi - lo) as usize;
+            // Pages of a full-journal transaction on their way home are read from memory.
+            if (0..pages).any(|i| self.overlay.contains_key(&(phys + i))) {
+                for i in 0..pages {
+                    let p_lo = (run_start + i * PAGE).max(lo);
+                    let p_hi = (run_start + (i + 1) * PAGE).min(hi);
+                    if p_lo >= p_hi {
+                        continue;
+                    }
+                    let in_page = (p_lo - (run_start + i * PAGE)) as usize;
+                    let dst = (p_lo - offset) as usize..(p_hi - offset) as usize;
+                    let bytes = match self.overlay.get(&(phys + i)) {
+                        Some(&(tslot, off)) => {
+                            self.txns[tslot].data[off + in_page..off + in_page + dst.len()].to_vec()
+                        }
+                        None => self.read_now(phys + i, in_page, dst.len())?,
+                    };
+                    self.reads[rslot].out[dst].copy_from_slice(&bytes);
+                }
+                continue;
+            }
+            let buf = loop {
+                if self.data_qp.in_flight() < self.data_qp.depth() {
+                    if let Some(b) = self.data_pool.alloc() {
+                        break b;
+                    }
+                }
+                self.poll();
+            };
+            let mut buf = buf;
+            buf.set_len(pages as usize * PG);
+            let cmd = Command::Read {
+                lba: self.lba(phys),
+                buf,
+            };
+            let owner = Owner::Read(rslot, out_at, skip, n);
+            if let Err(e) = self.io.submit(&mut self.data_qp, owner, cmd) {
+                // Wait for the reads already issued (their buffers) before failing.
+                let _ = self.drain_read(rslot);
+                return Err(StoreError::Device {
+                    op: keel_drivers::Op::Read,
+                    source: e,
+                });
+            }
+            self.reads[rslot].pending += 1;
+        }
+        self.drain_read(rslot)
+    }
+
+    /// Reads `len` bytes at `skip` of one device page, synchronously.
+    fn read_now(&mut self, phys: u64, skip: usize, len: usize) -> Result<Vec<u8>> {
+        let rslot = self.reads.insert(ReadSlot {
+            out: vec![0u8; len],
+            pending: 0,
+            error: None,
+        });
+        let buf = loop {
+            if self.data_qp.in_flight() < self.data_qp.depth() {
+                if let Some(b) = self.data_pool.alloc() {
+                    break b;
+                }
+            }
+            self.poll();
+        };
+        let mut buf = buf;
+        buf.set_len(PG);
+        let cmd = Command::Read {
+            lba: self.lba(phys),
+            buf,
+        };
+        if let Err(e) = self
+            .io
+            .submit(&mut self.data_qp, Owner::Read(rslot, 0, skip, len), cmd)
+        {
+            self.reads.remove(rslot);
+            return Err(StoreError::Device {
+                op: keel_drivers::Op::Read,
+                source: e,
+            });
+        }
+        self.reads[rslot].pending += 1;
+        self.drain_read(rslot)
+    }
+
+    fn drain_read(&mut self, rslot: usize) -> Result<Vec<u8>> {
+        while self.reads[rslot].pending > 0 {
+            if !self.poll() {
+                std::hint::spin_loop();
+            }
+        }
+        let r = self.reads.remove(rslot);
+        match r.error {
+            Some(e) => Err(e),
+            None => Ok(r.out),
+        }
+    }
+}

@@ -1,0 +1,494 @@
+//! The store: mkfs, open (with recovery), transactions, reads, close.
+//!
+//! A store is a superblock and one or more shards. A collection lives on one shard, chosen
+//! by a stable hash of its id, and a transaction is confined to the collections of one shard
+//! (as Ceph confines one to a placement group); every object op of a transaction must name
+//! collections of the same shard.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use keel_drivers::{BlockDevice, IoStats, QpairOptions, QueuePair};
+
+use crate::error::{Result, StoreError};
+use crate::fsck::{fsck_shard, FsckReport};
+use crate::shard::recovery::{format_shard, pools, ReplayReport, SyncIo};
+use crate::shard::{Phase, Shard, ShardConfig, ShardStats, TxnId};
+use crate::superblock::{ShardLayout, Superblock, MAX_SHARDS};
+use crate::txn::{Transaction, TxnOp};
+use crate::types::{CollId, JournalMode, ObjKey, PAGE};
+
+/// How to format a device.
+#[derive(Clone, Debug)]
+pub struct MkfsOptions {
+    /// Journal mode of the store.
+    pub mode: JournalMode,
+    /// Shards (one per reactor).
+    pub shards: u32,
+    /// Journal ring bytes per shard (0: a sixteenth of the device, 4 MiB..256 MiB).
+    pub journal_bytes: u64,
+    /// Bytes per checkpoint slot per shard (0: a thirty-second of the device, 1..256 MiB).
+    pub checkpoint_bytes: u64,
+    /// Store identity (None: random).
+    pub uuid: Option<[u8; 16]>,
+}
+
+impl MkfsOptions {
+    /// One shard in `mode`, sizes by default.
+    pub fn new(mode: JournalMode) -> Self {
+        MkfsOptions {
+            mode,
+            shards: 1,
+            journal_bytes: 0,
+            checkpoint_bytes: 0,
+            uuid: None,
+        }
+    }
+}
+
+/// An object's committed state, summarized.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ObjStat {
+    /// Size in bytes.
+    pub size: u64,
+    /// Bytes of data pages allocated to it.
+    pub allocated_bytes: u64,
+    /// Attributes.
+    pub attrs: u64,
+    /// Omap keys.
+    pub omap_keys: u64,
+}
+
+/// Counters of the whole store.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct StoreStats {
+    /// Shards' counters summed.
+    pub shards: ShardStats,
+    /// Device commands of the data queue pairs.
+    pub data_io: IoStats,
+    /// Device commands of the journal queue pairs.
+    pub journal_io: IoStats,
+}
+
+impl StoreStats {
+    /// Device commands of all queue pairs.
+    pub fn device(&self) -> IoStats {
+        self.data_io.merged(&self.journal_io)
+    }
+}
+
+/// An open store on device `D`.
+pub struct Store<D: BlockDevice> {
+    dev: D,
+    sb: Superblock,
+    shards: Vec<Shard<D::Qpair>>,
+    done: VecDeque<(TxnId, Result<()>)>,
+    replay: Vec<ReplayReport>,
+}
+
+fn shard_for(coll: CollId, shards: usize) -> usize {
+    // splitmix64 finalizer: stable across versions and platforms.
+    let mut z = coll.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    ((z ^ (z >> 31)) % shards as u64) as usize
+}
+
+impl<D: BlockDevice> Store<D> {
+    /// Formats `dev`: superblock copies, then an empty checkpoint per shard.
+    pub fn mkfs(dev: &D, opts: &MkfsOptions) -> Result<Superblock> {
+        let geo = dev.geometry();
+        if geo.block_size < 512
+            || u64::from(geo.block_size) > PAGE
+            || !geo.block_size.is_power_of_two()
+        {
+            return Err(StoreError::Config(format!(
+                "device block size {} must be a power of two from 512 to {PAGE}",
+                geo.block_size
+            )));
+        }
+        let n = opts.shards as usize;
+        if n == 0 || n > MAX_SHARDS {
+            return Err(StoreError::Config(format!("{n} shards (1..={MAX_SHARDS})")));
+        }
+        let device_pages = geo.capacity_bytes() / PAGE;
+        let cap = geo.capacity_bytes();
+        let pick = |asked: u64, div: u64, lo: u64, hi: u64| {
+            if asked > 0 {
+                asked
+            } else {
+                (cap / div).clamp(lo, hi)
+            }
+            .div_ceil(PAGE)
+        };
+        let journal_pages = pick(opts.journal_bytes, 16, 4 << 20, 256 << 20);
+        let ckpt_pages = pick(opts.checkpoint_bytes, 32, 1 << 20, 256 << 20).max(2);
+        let meta = n as u64 * (journal_pages + 2 * ckpt_pages);
+        let Some(data_total) = device_pages.checked_sub(2 + meta) else {
+            return Err(StoreError::Config(format!(
+                "device of {cap} bytes is too small for {n} shard(s) with a {}-byte journal and {}-byte checkpoint slots",
+                journal_pages * PAGE,
+                ckpt_pages * PAGE
+            )));
+        };
+        let data_pages = data_total / n as u64;
+        if data_pages < 16 {
+            return Err(StoreError::Config(format!(
+                "device leaves {data_pages} data pages per shard"
+            )));
+        }
+        let mut at = 2;
+        let mut shards = Vec::with_capacity(n);
+        for _ in 0..n {
+            let l = ShardLayout {
+                journal_start: at,
+                journal_pages,
+                ckpt_a_start: at + journal_pages,
+                ckpt_b_start: at + journal_pages + ckpt_pages,
+                ckpt_pages,
+                data_start: at + journal_pages + 2 * ckpt_pages,
+                data_pages,
+            };
+            at = l.data_start + data_pages;
+            shards.push(l);
+        }
+        let uuid = opts.uuid.unwrap_or_else(|| {
+            let mut u = [0u8; 16];
+            let seed = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64)
+                ^ u64::from(std::process::id()).rotate_left(32);
+            let mut rng = fastrand::Rng::with_seed(seed);
+            rng.fill(&mut u);
+            u
+        });
+        let sb = Superblock {
+            device_pages,
+            uuid,
+            mode: opts.mode,
+            device_block_size: geo.block_size,
+            shards,
+        };
+        let cfg = ShardConfig {
+            io_bufs: 4,
+            journal_bufs: 1,
+            ..ShardConfig::default()
+        };
+        let (pool, _) = pools(&cfg)?;
+        let mut qp = dev
+            .open_qpair(&QpairOptions::depth(4))
+            .map_err(|e| StoreError::Config(format!("open queue pair: {e}")))?;
+        let mut sync = SyncIo {
+            qp: &mut qp,
+            pool: &pool,
+            block: geo.block_size,
+        };
+        let bpp = PAGE / u64::from(geo.block_size);
+        for l in &sb.shards {
+            format_shard(&mut sync, l, &uuid)?;
+        }
+        let page = sb.encode();
+        sync.write(0, &page, true)?;
+        sync.write(bpp, &page, true)?;
+        Ok(sb)
+    }
+
+    /// Opens a formatted device, recovering every shard.
+    pub fn open(dev: D, cfg: ShardConfig) -> Result<Self> {
+        let geo = dev.geometry();
+        let sb = {
+            let (pool, _) = pools(&ShardConfig {
+                io_bufs: 2,
+                journal_bufs: 1,
+                ..cfg.clone()
+            })?;
+            let mut qp = dev
+                .open_qpair(&QpairOptions::depth(2))
+                .map_err(|e| StoreError::Config(format!("open queue pair: {e}")))?;
+            let mut sync = SyncIo {
+                qp: &mut qp,
+                pool: &pool,
+                block: geo.block_size,
+            };
+            let bpp = PAGE / u64::from(geo.block_size);
+            let a = sync.read(0, PAGE as usize).map(|p| Superblock::decode(&p));
+            let b = sync
+                .read(bpp, PAGE as usize)
+                .map(|p| Superblock::decode(&p));
+            match (a?, b?) {
+                (Ok(a), Ok(b)) if a != b => {
+                    return Err(StoreError::Corrupt(
+                        "the two superblock copies differ".into(),
+                    ))
+                }
+                (Ok(a), _) => a,
+                (Err(_), Ok(b)) => b,
+                (Err(e), Err(_)) => return Err(e),
+            }
+        };
+        if sb.device_block_size != geo.block_size || sb.device_pages > geo.capacity_bytes() / PAGE {
+            return Err(StoreError::Corrupt(format!(
+                "formatted for {} pages of {}-byte blocks; the device has {} bytes in {}-byte blocks",
+                sb.device_pages,
+                sb.device_block_size,
+                geo.capacity_bytes(),
+                geo.block_size
+            )));
+        }
+        let mut shards = Vec::with_capacity(sb.shards.len());
+        let mut replay = Vec::new();
+        for (i, layout) in sb.shards.iter().enumerate() {
+            let open = |depth| {
+                dev.open_qpair(&QpairOptions::depth(depth))
+                    .map_err(|e| StoreError::Config(format!("open queue pair: {e}")))
+            };
+            let data_qp = open(cfg.data_depth)?;
+            let journal_qp = open(cfg.journal_depth)?;
+            let (shard, report) = Shard::open(
+                i as u32,
+                *layout,
+                sb.uuid,
+                sb.mode,
+                geo,
+                cfg.clone(),
+                data_qp,
+                journal_qp,
+            )?;
+            log::info!("shard {i}: {report:?}");
+            shards.push(shard);
+            replay.push(report);
+        }
+        Ok(Store {
+            dev,
+            sb,
+            shards,
+            done: VecDeque::new(),
+            replay,
+        })
+    }
+
+    /// The device.
+    pub fn device(&self) -> &D {
+        &self.dev
+    }
+
+    /// The superblock.
+    pub fn superblock(&self) -> &Superblock {
+        &self.sb
+    }
+
+    /// What recovery found at open, per shard.
+    pub fn replay_reports(&self) -> &[ReplayReport] {
+        &self.replay
+    }
+
+    /// The journal mode.
+    pub fn mode(&self) -> JournalMode {
+        self.sb.mode
+    }
+
+    /// The shard that holds collection `coll`.
+    pub fn shard_of(&self, coll: CollId) -> usize {
+        shard_for(coll, self.shards.len())
+    }
+
+    /// Queues a transaction; its result comes back through [`Store::take_completions`] or
+    /// [`Store::wait`]. Errors here changed nothing.
+    pub fn queue(&mut self, txn: Transaction) -> Result<TxnId> {
+        let mut shard = None;
+        for op in txn.ops() {
+            let s = self.shard_of(match op {
+                TxnOp::MkColl { coll } | TxnOp::RmColl { coll } => *coll,
+                other => other.coll(),
+            });
+            if *shard.get_or_insert(s) != s {
+                return Err(StoreError::InvalidTxn(
+                    "a transaction must stay within the collections of one shard".into(),
+                ));
+            }
+        }
+        let s = shard.unwrap_or(0);
+        let local = self.shards[s].queue(txn)?;
+        Ok(local << 8 | s as u64)
+    }
+
+    /// One turn over every shard. True if any did work.
+    pub fn poll(&mut self) -> bool {
+        let mut busy = false;
+        for (i, sh) in self.shards.iter_mut().enumerate() {
+            busy |= sh.poll();
+            sh.take_completions(|id, r| self.done.push_back((id << 8 | i as u64, r)));
+        }
+        busy
+    }
+
+    /// Hands finished transactions to `f`.
+    pub fn take_completions(&mut self, mut f: impl FnMut(TxnId, Result<()>)) -> usize {
+        let n = self.done.len();
+        for (id, r) in self.done.drain(..) {
+            f(id, r);
+        }
+        n
+    }
+
+    /// Polls until transaction `id` finishes; other completions stay queued.
+    pub fn wait(&mut self, id: TxnId) -> Result<()> {
+        loop {
+            if let Some(i) = self.done.iter().position(|(d, _)| *d == id) {
+                return self.done.remove(i).expect("found").1;
+            }
+            if !self.poll() {
+                std::hint::spin_loop();
+            }
+        }
+    }
+
+    /// Queues a transaction and waits for it.
+    pub fn submit_sync(&mut self, txn: Transaction) -> Result<()> {
+        let id = self.queue(txn)?;
+        self.wait(id)
+    }
+
+    /// Reads committed bytes of an object (clamped at its size; holes read as zeroes).
+    pub fn read(&mut self, coll: CollId, name: &[u8], offset: u64, len: usize) -> Result<Vec<u8>> {
+        let s = self.shard_of(coll);
+        self.shards[s].read(coll, name, offset, len)
+    }
+
+    /// An object's size and counts.
+    pub fn stat(&self, coll: CollId, name: &[u8]) -> Result<ObjStat> {
+        let o = self.shards[self.shard_of(coll)].object(coll, name)?;
+        Ok(ObjStat {
+            size: o.size,
+            allocated_bytes: o.extents.values().map(|e| u64::from(e.pages)).sum::<u64>() * PAGE,
+            attrs: o.attrs.len() as u64,
+            omap_keys: o.omap.len() as u64,
+        })
+    }
+
+    /// An attribute's value.
+    pub fn getattr(&self, coll: CollId, name: &[u8], key: &[u8]) -> Result<Vec<u8>> {
+        let o = self.shards[self.shard_of(coll)].object(coll, name)?;
+        o.attrs
+            .get(key)
+            .cloned()
+            .ok_or_else(|| StoreError::NoSuchAttr {
+                key: ObjKey::new(coll, name.to_vec()),
+                attr: String::from_utf8_lossy(key).into_owned(),
+            })
+    }
+
+    /// An omap value.
+    pub fn omap_get(&self, coll: CollId, name: &[u8], key: &[u8]) -> Result<Vec<u8>> {
+        let o = self.shards[self.shard_of(coll)].object(coll, name)?;
+        o.omap
+            .get(key)
+            .cloned()
+            .ok_or_else(|| StoreError::NoSuchAttr {
+                key: ObjKey::new(coll, name.to_vec()),
+                attr: String::from_utf8_lossy(key).into_owned(),
+            })
+    }
+
+    /// Every collection, in id order.
+    pub fn list_collections(&self) -> Vec<CollId> {
+        let mut v: Vec<CollId> = self.shards.iter().flat_map(|s| s.table().colls()).collect();
+        v.sort_unstable();
+        v
+    }
+
+    /// Names of the objects of a collection, in name order.
+    pub fn list_objects(&self, coll: CollId) -> Result<Vec<Vec<u8>>> {
+        let t = self.shards[self.shard_of(coll)].table();
+        t.objects(coll)
+            .map(|it| it.map(|(n, _)| n.to_vec()).collect())
+            .ok_or(StoreError::NoSuchCollection(coll))
+    }
+
+    /// An object's attributes and omap, whole.
+    #[allow(clippy::type_complexity)]
+    pub fn attrs_and_omap(
+        &self,
+        coll: CollId,
+        name: &[u8],
+    ) -> Result<(BTreeMap<Vec<u8>, Vec<u8>>, BTreeMap<Vec<u8>, Vec<u8>>)> {
+        let o = self.shards[self.shard_of(coll)].object(coll, name)?;
+        Ok((o.attrs.clone(), o.omap.clone()))
+    }
+
+    /// What is in flight, all shards together.
+    pub fn phase(&self) -> Phase {
+        self.shards.iter().fold(Phase::default(), |a, s| {
+            let p = s.phase();
+            Phase {
+                data_writes: a.data_writes || p.data_writes,
+                batch: a.batch || p.batch,
+                checkpoint: a.checkpoint || p.checkpoint,
+                home_writes: a.home_writes || p.home_writes,
+            }
+        })
+    }
+
+    /// True when no shard has anything queued or in flight.
+    pub fn is_idle(&self) -> bool {
+        self.shards.iter().all(|s| s.is_idle())
+    }
+
+    /// Asks every shard for a checkpoint at its next batch boundary.
+    pub fn request_checkpoint(&mut self) {
+        for s in &mut self.shards {
+            s.request_checkpoint();
+        }
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> StoreStats {
+        let mut s = StoreStats::default();
+        for sh in &self.shards {
+            let x = &sh.stats;
+            let t = &mut s.shards;
+            t.txns_committed += x.txns_committed;
+            t.txns_failed += x.txns_failed;
+            t.client_bytes += x.client_bytes;
+            t.full_journal_txns += x.full_journal_txns;
+            t.batches += x.batches;
+            t.batch_entries += x.batch_entries;
+            t.batch_bytes += x.batch_bytes;
+            t.flushes += x.flushes;
+            t.checkpoints += x.checkpoints;
+            t.fresh_pages += x.fresh_pages;
+            t.overwrite_pages += x.overwrite_pages;
+            s.data_io = s.data_io.merged(&sh.data_qp.stats());
+            s.journal_io = s.journal_io.merged(&sh.journal_qp.stats());
+        }
+        s
+    }
+
+    /// Checks every shard's metadata and allocator (see [`crate::fsck`]).
+    pub fn fsck(&self) -> FsckReport {
+        let mut r = FsckReport::default();
+        for sh in &self.shards {
+            fsck_shard(sh, &mut r);
+        }
+        r
+    }
+
+    /// Polls until nothing is in flight.
+    pub fn drain(&mut self) -> Result<()> {
+        for sh in &mut self.shards {
+            sh.drain()?;
+            let i = sh.id as u64;
+            sh.take_completions(|id, r| self.done.push_back((id << 8 | i, r)));
+        }
+        Ok(())
+    }
+
+    /// Finishes everything in flight, writes a checkpoint per shard, and closes.
+    pub fn close(mut self) -> Result<()> {
+        self.drain()?;
+        for sh in &mut self.shards {
+            sh.request_checkpoint();
+            sh.drain()?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,396 @@
+//! The store end to end on the simulated device: every operation round-trips, bad input is
+//! refused with a typed error and changes nothing, state survives close/open and power cuts
+//! within each mode's guarantee, the journal wraps through checkpoints, and a device fault
+//! stops the store with a clear reason.
+
+use keel_drivers::sim::{Fault, SimConfig, SimDevice};
+use keel_drivers::{NvmeStatus, Op};
+use keel_engine::{JournalMode, MkfsOptions, ShardConfig, Store, StoreError, Transaction};
+
+const MODES: [JournalMode; 2] = [JournalMode::Full, JournalMode::MetadataOnly];
+
+fn sim(blocks: u64, cache: bool, seed: u64) -> SimConfig {
+    let mut c = SimConfig::new(512, blocks);
+    c.volatile_write_cache = cache;
+    c.seed = seed;
+    c
+}
+
+fn small() -> ShardConfig {
+    ShardConfig {
+        io_bufs: 64,
+        journal_bufs: 16,
+        ..ShardConfig::default()
+    }
+}
+
+fn fresh(mode: JournalMode, cfg: SimConfig) -> Store<SimDevice> {
+    let dev = SimDevice::new(cfg).unwrap();
+    let mut opts = MkfsOptions::new(mode);
+    opts.uuid = Some([9; 16]);
+    Store::mkfs(&dev, &opts).unwrap();
+    Store::open(dev, small()).unwrap()
+}
+
+fn txn() -> Transaction {
+    Transaction::default()
+}
+
+fn pattern(seed: u8, len: usize) -> Vec<u8> {
+    (0..len)
+        .map(|i| seed.wrapping_add((i * 7 % 251) as u8))
+        .collect()
+}
+
+#[test]
+fn every_operation_round_trips() {
+    for mode in MODES {
+        let mut s = fresh(mode, sim(64 << 11, true, 1)); // 64 MiB
+        let mut t = txn();
+        t.mkcoll(1).write(1, b"a".to_vec(), 0, pattern(1, 10_000));
+        s.submit_sync(t).unwrap();
+        assert_eq!(
+            s.read(1, b"a", 0, 20_000).unwrap(),
+            pattern(1, 10_000),
+            "{mode}"
+        );
+        // Unaligned overwrite inside, and an append past a hole.
+        let mut t = txn();
+        t.write(1, b"a".to_vec(), 4000, vec![0xee; 300]);
+        t.write(1, b"a".to_vec(), 30_000, vec![0xdd; 5]);
+        s.submit_sync(t).unwrap();
+        let mut want = pattern(1, 10_000);
+        want[4000..4300].fill(0xee);
+        want.resize(30_000, 0);
+        want.extend_from_slice(&[0xdd; 5]);
+        assert_eq!(s.read(1, b"a", 0, 40_000).unwrap(), want, "{mode}");
+        assert_eq!(s.stat(1, b"a").unwrap().size, 30_005);
+        // Attributes, omap.
+        let mut t = txn();
+        t.setattr(1, b"a".to_vec(), b"k".to_vec(), b"v".to_vec());
+        t.omap_set(
+            1,
+            b"a".to_vec(),
+            vec![
+                (b"x".to_vec(), b"1".to_vec()),
+                (b"y".to_vec(), b"2".to_vec()),
+            ],
+        );
+        s.submit_sync(t).unwrap();
+        assert_eq!(s.getattr(1, b"a", b"k").unwrap(), b"v");
+        assert_eq!(s.omap_get(1, b"a", b"y").unwrap(), b"2");
+        // Clone, clone_range, zero, truncate, rmattr, omap_rm.
+        let mut t = txn();
+        t.clone_object(1, b"a".to_vec(), b"b".to_vec());
+        t.clone_range(1, b"a".to_vec(), b"c".to_vec(), 100, 5000, 7);
+        s.submit_sync(t).unwrap();
+        assert_eq!(s.read(1, b"b", 0, 40_000).unwrap(), want);
+        assert_eq!(s.getattr(1, b"b", b"k").unwrap(), b"v");
+        let mut c = vec![0u8; 7];
+        c.extend_from_slice(&want[100..5100]);
+        assert_eq!(s.read(1, b"c", 0, 10_000).unwrap(), c);
+        let mut t = txn();
+        t.zero(1, b"a".to_vec(), 1000, 9000);
+        t.truncate(1, b"a".to_vec(), 20_000);
+        t.rmattr(1, b"a".to_vec(), b"k".to_vec());
+        t.omap_rm(1, b"a".to_vec(), vec![b"x".to_vec()]);
+        s.submit_sync(t).unwrap();
+        want[1000..10_000].fill(0);
+        want.truncate(20_000);
+        assert_eq!(s.read(1, b"a", 0, 40_000).unwrap(), want);
+        assert!(matches!(
+            s.getattr(1, b"a", b"k"),
+            Err(StoreError::NoSuchAttr { .. })
+        ));
+        assert!(s.omap_get(1, b"a", b"x").is_err());
+        // Truncate up reads zeroes; remove; rmcoll.
+        let mut t = txn();
+        t.truncate(1, b"a".to_vec(), 25_000);
+        s.submit_sync(t).unwrap();
+        want.resize(25_000, 0);
+        assert_eq!(s.read(1, b"a", 0, 40_000).unwrap(), want);
+        let mut t = txn();
+        t.remove(1, b"a".to_vec())
+            .remove(1, b"b".to_vec())
+            .remove(1, b"c".to_vec());
+        t.rmcoll(1);
+        s.submit_sync(t).unwrap();
+        assert!(s.list_collections().is_empty());
+        let r = s.fsck();
+        assert!(r.is_clean(), "{:?}", r.errors);
+        s.close().unwrap();
+    }
+}
+
+#[test]
+fn bad_input_is_refused_and_changes_nothing() {
+    // 12 MiB: 4 MiB of journal, 2 MiB of checkpoint slots, about 6 MiB of data.
+    let mut s = fresh(JournalMode::MetadataOnly, sim(12 << 11, true, 2));
+    let mut t = txn();
+    t.mkcoll(1).write(1, b"a".to_vec(), 0, vec![1; 100]);
+    s.submit_sync(t).unwrap();
+    let before = s.read(1, b"a", 0, 100).unwrap();
+
+    // Unknown collection: the whole transaction, earlier ops included, changes nothing.
+    let mut t = txn();
+    t.write(1, b"a".to_vec(), 0, vec![2; 100])
+        .write(7, b"z".to_vec(), 0, vec![3; 10]);
+    assert!(matches!(
+        s.submit_sync(t),
+        Err(StoreError::NoSuchCollection(7))
+    ));
+    assert_eq!(s.read(1, b"a", 0, 100).unwrap(), before);
+    // Name too long, offset overflow, empty transaction: refused at queue time.
+    let mut t = txn();
+    t.write(1, vec![b'n'; 256], 0, vec![1]);
+    assert!(matches!(s.queue(t), Err(StoreError::TooLong { .. })));
+    let mut t = txn();
+    t.write(1, b"a".to_vec(), u64::MAX - 1, vec![1; 10]);
+    assert!(matches!(s.queue(t), Err(StoreError::OutOfRange { .. })));
+    assert!(s.queue(txn()).is_err());
+    // Missing object, existing collection, read past end.
+    let mut t = txn();
+    t.truncate(1, b"nope".to_vec(), 5);
+    assert!(matches!(s.submit_sync(t), Err(StoreError::NoSuchObject(_))));
+    let mut t = txn();
+    t.mkcoll(1);
+    assert!(matches!(
+        s.submit_sync(t),
+        Err(StoreError::CollectionExists(1))
+    ));
+    let mut t = txn();
+    t.rmcoll(1);
+    assert!(matches!(
+        s.submit_sync(t),
+        Err(StoreError::CollectionNotEmpty(1))
+    ));
+    assert!(matches!(
+        s.read(1, b"a", 101, 1),
+        Err(StoreError::ReadPastEnd { .. })
+    ));
+    // Device full: a write larger than the free space fails whole, and space is not leaked.
+    let free_before = s.fsck();
+    let mut t = txn();
+    for i in 0..8 {
+        t.write(1, format!("big{i}").into_bytes(), 0, vec![5; 2 << 20]);
+    }
+    let r = s.submit_sync(t);
+    assert!(matches!(r, Err(StoreError::NoSpace(_))), "{r:?}");
+    assert_eq!(s.list_objects(1).unwrap(), vec![b"a".to_vec()]);
+    let after = s.fsck();
+    assert!(after.is_clean(), "{:?}", after.errors);
+    assert_eq!(after.used_pages, free_before.used_pages);
+    assert_eq!(s.read(1, b"a", 0, 100).unwrap(), before);
+}
+
+#[test]
+fn state_survives_close_and_open() {
+    for mode in MODES {
+        let mut s = fresh(mode, sim(64 << 11, true, 3));
+        for i in 0..50u8 {
+            let mut t = txn();
+            if i == 0 {
+                t.mkcoll(4);
+            }
+            t.write(4, vec![b'o', i % 5], u64::from(i) * 1000, pattern(i, 3000));
+            t.setattr(4, vec![b'o', i % 5], b"last".to_vec(), vec![i]);
+            s.submit_sync(t).unwrap();
+        }
+        let want: Vec<Vec<u8>> = (0..5u8)
+            .map(|o| s.read(4, &[b'o', o], 0, 1 << 20).unwrap())
+            .collect();
+        let dev = s.device().clone();
+        s.close().unwrap();
+        let mut s = Store::open(dev, small()).unwrap();
+        for o in 0..5u8 {
+            assert_eq!(
+                s.read(4, &[b'o', o], 0, 1 << 20).unwrap(),
+                want[o as usize],
+                "{mode}"
+            );
+            assert_eq!(s.getattr(4, &[b'o', o], b"last").unwrap(), vec![45 + o]);
+        }
+        assert!(s.fsck().is_clean());
+    }
+}
+
+#[test]
+fn acknowledged_transactions_survive_a_power_cut() {
+    for mode in MODES {
+        for seed in 0..6 {
+            let mut s = fresh(mode, sim(64 << 11, true, seed));
+            let mut t = txn();
+            t.mkcoll(1);
+            s.submit_sync(t).unwrap();
+            // Many in flight at once; all acknowledged before the cut.
+            let ids: Vec<_> = (0..40u8)
+                .map(|i| {
+                    let mut t = txn();
+                    t.write(1, vec![i], 0, pattern(i, 5000 + usize::from(i)));
+                    s.queue(t).unwrap()
+                })
+                .collect();
+            for id in ids {
+                s.wait(id).unwrap();
+            }
+            let (image, _) = s.device().power_cut();
+            let dev = SimDevice::from_image(sim(0, true, seed + 100), image).unwrap();
+            let mut s = Store::open(dev, small()).unwrap();
+            assert!(
+                s.replay_reports()[0].batches > 0,
+                "{mode}: nothing was replayed"
+            );
+            for i in 0..40u8 {
+                let got = s.read(1, &[i], 0, 1 << 20).unwrap();
+                assert_eq!(
+                    got,
+                    pattern(i, 5000 + usize::from(i)),
+                    "{mode} seed {seed} object {i}"
+                );
+            }
+            let r = s.fsck();
+            assert!(r.is_clean(), "{:?}", r.errors);
+        }
+    }
+}
+
+#[test]
+fn journal_wraps_through_checkpoints_and_recovers() {
+    for mode in MODES {
+        let dev = SimDevice::new(sim(32 << 11, true, 7)).unwrap(); // 32 MiB
+        let mut opts = MkfsOptions::new(mode);
+        opts.journal_bytes = 128 << 10; // small ring: many laps
+        Store::mkfs(&dev, &opts).unwrap();
+        let mut s = Store::open(dev, small()).unwrap();
+        let mut t = txn();
+        t.mkcoll(2);
+        s.submit_sync(t).unwrap();
+        for i in 0..600u32 {
+            let mut t = txn();
+            t.write(
+                2,
+                (i % 13).to_le_bytes().to_vec(),
+                u64::from(i % 7) * 4096,
+                pattern(i as u8, 4096),
+            );
+            s.submit_sync(t).unwrap();
+        }
+        let st = s.stats();
+        assert!(
+            st.shards.checkpoints >= 2,
+            "{mode}: {} checkpoints",
+            st.shards.checkpoints
+        );
+        let want: Vec<_> = (0..13u32)
+            .map(|o| s.read(2, &o.to_le_bytes(), 0, 1 << 20).unwrap())
+            .collect();
+        let (image, _) = s.device().power_cut();
+        let mut s = Store::open(
+            SimDevice::from_image(sim(0, true, 8), image).unwrap(),
+            small(),
+        )
+        .unwrap();
+        for o in 0..13u32 {
+            assert_eq!(
+                s.read(2, &o.to_le_bytes(), 0, 1 << 20).unwrap(),
+                want[o as usize],
+                "{mode}"
+            );
+        }
+        assert!(s.fsck().is_clean());
+    }
+}
+
+#[test]
+fn metadata_only_writes_data_once_and_journals_little() {
+    let mut s = fresh(JournalMode::MetadataOnly, sim(64 << 11, true, 4));
+    let mut t = txn();
+    t.mkcoll(1);
+    for o in 0..64u8 {
+        t.touch(1, vec![o]);
+    }
+    s.submit_sync(t).unwrap();
+    let before = s.stats();
+    let ids: Vec<_> = (0..512u32)
+        .map(|i| {
+            let mut t = txn();
+            t.write(
+                1,
+                vec![(i % 64) as u8],
+                u64::from(i / 64) * 4096,
+                vec![i as u8; 4096],
+            );
+            s.queue(t).unwrap()
+        })
+        .collect();
+    for id in ids {
+        s.wait(id).unwrap();
+    }
+    let after = s.stats();
+    let client = after.shards.client_bytes - before.shards.client_bytes;
+    let device = after.device().bytes(Op::Write) - before.device().bytes(Op::Write);
+    assert_eq!(client, 512 * 4096);
+    assert!(
+        device < client * 11 / 10,
+        "device wrote {device} for {client} client bytes"
+    );
+    assert!(
+        after.shards.batches - before.shards.batches < 512,
+        "entries were batched"
+    );
+}
+
+#[test]
+fn full_mode_writes_data_twice() {
+    let mut s = fresh(JournalMode::Full, sim(64 << 11, true, 5));
+    let mut t = txn();
+    t.mkcoll(1);
+    s.submit_sync(t).unwrap();
+    let before = s.stats();
+    for i in 0..64u32 {
+        let mut t = txn();
+        t.write(1, vec![i as u8], 0, vec![i as u8; 4096]);
+        s.submit_sync(t).unwrap();
+    }
+    s.drain().unwrap();
+    let after = s.stats();
+    let device = after.device().bytes(Op::Write) - before.device().bytes(Op::Write);
+    assert!(
+        device >= 2 * 64 * 4096,
+        "full journal writes journal + home: {device}"
+    );
+}
+
+#[test]
+fn a_device_fault_stops_the_store_with_its_reason() {
+    let mut s = fresh(JournalMode::MetadataOnly, sim(64 << 11, true, 6));
+    let mut t = txn();
+    t.mkcoll(1).write(1, b"a".to_vec(), 0, vec![1; 4096]);
+    s.submit_sync(t).unwrap();
+    s.device().inject(Fault::FailNth {
+        op: Op::Write,
+        nth: 1,
+        status: NvmeStatus::WRITE_FAULT,
+    });
+    let mut t = txn();
+    t.write(1, b"b".to_vec(), 0, vec![2; 4096]);
+    let r = s.submit_sync(t);
+    assert!(
+        matches!(r, Err(StoreError::Failed(ref why)) if why.contains("Write Fault")),
+        "{r:?}"
+    );
+    let mut t = txn();
+    t.write(1, b"c".to_vec(), 0, vec![3; 10]);
+    assert!(matches!(s.queue(t), Err(StoreError::Failed(_))));
+    // Committed data is still readable.
+    assert_eq!(s.read(1, b"a", 0, 4096).unwrap(), vec![1; 4096]);
+}
+
+#[test]
+fn open_refuses_an_unformatted_device() {
+    let dev = SimDevice::new(sim(8 << 11, false, 0)).unwrap();
+    assert!(matches!(
+        Store::open(dev, small()),
+        Err(StoreError::NotFormatted(_))
+    ));
+}
