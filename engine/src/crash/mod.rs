@@ -1,0 +1,444 @@
+//! The crash explorer: seeded workloads on the simulated device, a power cut at chosen
+//! kinds of points, recovery (sometimes itself cut short), then the [`oracle`] checks every
+//! object against DESIGN §4 and fsck checks the allocator.
+//!
+//! Each cycle is independent: a fresh device and store, a warm-up of acknowledged
+//! transactions (small journal, so it wraps and checkpoints), then a crash phase with many
+//! transactions in flight and the cut. A cycle is seeded from `(seed, cycle)`, so a
+//! violation reproduces alone with `keel-bench crash --seed S --first-cycle N --cycles 1`.
+//!
+//! Time is discrete-event ([`SimClock::discrete`]): the run is deterministic, and a cycle
+//! takes milliseconds.
+
+pub mod model;
+pub mod oracle;
+pub mod workload;
+
+use std::collections::BTreeMap;
+
+use keel_drivers::sim::{Fault, SimClock, SimConfig, SimDevice};
+use keel_drivers::{BlockDevice, NvmeStatus, Op};
+
+use crate::error::StoreError;
+use crate::shard::ShardConfig;
+use crate::store::{MkfsOptions, Store};
+use crate::types::{JournalMode, ObjKey};
+use model::{Model, ModelObject};
+use oracle::{Actual, Oracle, Submitted};
+use workload::{TxnClass, Workload, COLLS, SPARE_COLL};
+
+/// How to explore.
+#[derive(Clone, Debug)]
+pub struct CrashConfig {
+    /// Journal mode under test.
+    pub mode: JournalMode,
+    /// Base seed.
+    pub seed: u64,
+    /// Cycles to run.
+    pub cycles: u64,
+    /// First cycle number (to reproduce one cycle).
+    pub first_cycle: u64,
+    /// Transactions in flight at most.
+    pub max_inflight: usize,
+    /// Device latency (with up to as much jitter).
+    pub latency_ns: u64,
+    /// Volatile write cache on the device.
+    pub volatile_cache: bool,
+}
+
+impl CrashConfig {
+    /// Defaults for `mode` and `seed`.
+    pub fn new(mode: JournalMode, seed: u64, cycles: u64) -> Self {
+        CrashConfig {
+            mode,
+            seed,
+            cycles,
+            first_cycle: 0,
+            max_inflight: 16,
+            latency_ns: 10_000,
+            volatile_cache: true,
+        }
+    }
+}
+
+/// Where the power was cut.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum CrashPoint {
+    /// After a random number of steps.
+    Random,
+    /// While data writes were in flight, before their entries.
+    DataBeforeRecord,
+    /// While full-journal data was on its way to its home location, after the ack.
+    HomeWrites,
+    /// While a journal batch (or its flush) was in flight.
+    InBatch,
+    /// While a checkpoint was in flight.
+    InCheckpoint,
+    /// After the workload finished (nothing in flight).
+    Idle,
+    /// During recovery after a first cut.
+    DuringReplay,
+}
+
+impl CrashPoint {
+    /// Lower-case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CrashPoint::Random => "random",
+            CrashPoint::DataBeforeRecord => "data_before_record",
+            CrashPoint::HomeWrites => "home_writes",
+            CrashPoint::InBatch => "in_batch",
+            CrashPoint::InCheckpoint => "in_checkpoint",
+            CrashPoint::Idle => "idle",
+            CrashPoint::DuringReplay => "during_replay",
+        }
+    }
+}
+
+/// Counts per op class.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ClassCounts {
+    /// Acknowledged (checked durable).
+    pub acked: u64,
+    /// Not acknowledged and found present after recovery.
+    pub unacked_present: u64,
+    /// Not acknowledged and found absent.
+    pub unacked_absent: u64,
+    /// Not acknowledged, and present and absent states look the same.
+    pub unacked_ambiguous: u64,
+}
+
+/// What a run found.
+#[derive(Clone, Debug, Default)]
+pub struct CrashReport {
+    /// Base seed.
+    pub seed: u64,
+    /// Cycles run.
+    pub cycles: u64,
+    /// Power cuts, by point.
+    pub crash_points: BTreeMap<&'static str, u64>,
+    /// Violations found.
+    pub violations: u64,
+    /// Objects whose acknowledged state was lost (also counted in violations).
+    pub acked_lost: u64,
+    /// Per op class.
+    pub classes: BTreeMap<&'static str, ClassCounts>,
+    /// The first violations, each with how to reproduce it.
+    pub failures: Vec<String>,
+}
+
+const SIM_BLOCKS: u64 = 32 << 11; // 32 MiB of 512-byte blocks
+
+fn sim_cfg(cfg: &CrashConfig, seed: u64, clock: SimClock) -> SimConfig {
+    let mut c = SimConfig::new(512, SIM_BLOCKS);
+    c.volatile_write_cache = cfg.volatile_cache;
+    c.latency_ns = cfg.latency_ns;
+    c.jitter_ns = cfg.latency_ns;
+    c.flush_latency_ns = cfg.latency_ns;
+    c.parallelism = 8;
+    c.seed = seed;
+    c.clock = clock;
+    c
+}
+
+fn shard_cfg() -> ShardConfig {
+    ShardConfig {
+        io_bufs: 96,
+        io_buf_bytes: 64 << 10,
+        journal_bufs: 16,
+        journal_buf_bytes: 64 << 10,
+        data_depth: 64,
+        journal_depth: 16,
+        ..ShardConfig::default()
+    }
+}
+
+/// Runs the explorer.
+pub fn run(cfg: &CrashConfig, mut progress: impl FnMut(u64)) -> CrashReport {
+    let mut rep = CrashReport {
+        seed: cfg.seed,
+        ..Default::default()
+    };
+    for c in TxnClass::ALL {
+        rep.classes.insert(c.as_str(), ClassCounts::default());
+    }
+    for cycle in cfg.first_cycle..cfg.first_cycle + cfg.cycles {
+        run_cycle(cfg, cycle, &mut rep);
+        rep.cycles += 1;
+        progress(rep.cycles);
+    }
+    rep
+}
+
+fn cycle_seed(seed: u64, cycle: u64) -> u64 {
+    seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ cycle.wrapping_mul(0xc2b2_ae3d_27d4_eb4f)
+}
+
+struct Run {
+    store: Store<SimDevice>,
+    expected: Model,
+    submitted: Vec<(Submitted, TxnClass, bool)>,
+    inflight: BTreeMap<u64, usize>,
+}
+
+impl Run {
+    /// Queues one generated transaction, predicting its result with the model.
+    fn submit(&mut self, w: &mut Workload) -> Result<(), String> {
+        let (txn, class) = w.next(&self.expected);
+        let ok = self.expected.apply(&txn);
+        let id = match self.store.queue(txn.clone()) {
+            Ok(id) => id,
+            Err(e) if !ok => {
+                // A statically invalid transaction: refused at once, as the model predicts.
+                let _ = e;
+                return Ok(());
+            }
+            Err(e) => return Err(format!("store refused a valid transaction: {e}")),
+        };
+        self.inflight.insert(id, self.submitted.len());
+        self.submitted
+            .push((Submitted { txn, acked: None }, class, ok));
+        Ok(())
+    }
+
+    /// One poll; records acknowledgements and checks each result against the model.
+    fn step(&mut self) -> Result<bool, String> {
+        let busy = self.store.poll();
+        let mut err = None;
+        let (inflight, submitted) = (&mut self.inflight, &mut self.submitted);
+        self.store.take_completions(|id, r| {
+            let i = inflight.remove(&id).expect("known transaction");
+            let (s, _, predicted) = &mut submitted[i];
+            s.acked = Some(r.is_ok());
+            if r.is_ok() != *predicted && err.is_none() {
+                err = Some(format!(
+                    "transaction #{i} ({:?}): store says {:?}, model predicted {}",
+                    s.txn.ops().first().map(|o| o.kind()),
+                    r.err(),
+                    if *predicted { "success" } else { "failure" }
+                ));
+            }
+        });
+        match err {
+            Some(e) => Err(e),
+            None => Ok(busy),
+        }
+    }
+}
+
+fn run_cycle(cfg: &CrashConfig, cycle: u64, rep: &mut CrashReport) {
+    let seed = cycle_seed(cfg.seed, cycle);
+    let repro = format!(
+        "keel-bench crash --mode {} --seed {} --first-cycle {cycle} --cycles 1",
+        cfg.mode, cfg.seed
+    );
+    let fail = |rep: &mut CrashReport, what: String| {
+        rep.violations += 1;
+        if rep.failures.len() < 10 {
+            rep.failures
+                .push(format!("cycle {cycle}: {what}\n  reproduce: {repro}"));
+        }
+    };
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let clock = SimClock::discrete();
+    let dev = SimDevice::new(sim_cfg(cfg, seed, clock.clone())).expect("sim config");
+    let mut mk = MkfsOptions::new(cfg.mode);
+    mk.journal_bytes = 256 << 10;
+    mk.checkpoint_bytes = 2 << 20;
+    mk.uuid = Some([7; 16]);
+    Store::mkfs(&dev, &mk).expect("mkfs");
+    let store = Store::open(dev.clone(), shard_cfg()).expect("open");
+    let mut run = Run {
+        store,
+        expected: Model::default(),
+        submitted: Vec::new(),
+        inflight: BTreeMap::new(),
+    };
+    let mut w = Workload::new(seed ^ 1);
+    let mut setup = crate::txn::Transaction::default();
+    for c in COLLS {
+        setup.mkcoll(c);
+    }
+    run.expected.apply(&setup);
+    run.store.submit_sync(setup).expect("setup");
+
+    // Warm-up: acknowledged history, with the journal wrapping.
+    let warm = rng.usize(20..200);
+    let mut done = 0;
+    while done < warm || !run.inflight.is_empty() {
+        while done < warm && run.inflight.len() < cfg.max_inflight {
+            if let Err(e) = run.submit(&mut w) {
+                return fail(rep, e);
+            }
+            done += 1;
+        }
+        if let Err(e) = run.step() {
+            return fail(rep, e);
+        }
+    }
+    let base_model = run.expected.clone();
+    let warm_subs = std::mem::take(&mut run.submitted);
+    // History of acked states per object, for acked_lost reports.
+    let mut history: BTreeMap<ObjKey, Vec<Option<ModelObject>>> = BTreeMap::new();
+    let _ = warm_subs;
+
+    // Crash phase.
+    let target = match rng.u8(0..5) {
+        0 => CrashPoint::Random,
+        1 if cfg.mode == JournalMode::Full => CrashPoint::HomeWrites,
+        1 => CrashPoint::DataBeforeRecord,
+        2 => CrashPoint::InBatch,
+        3 => CrashPoint::InCheckpoint,
+        _ => CrashPoint::Random,
+    };
+    if target == CrashPoint::InCheckpoint {
+        run.store.request_checkpoint();
+    }
+    let total = rng.usize(10..150);
+    let random_cut = rng.usize(1..total * 2);
+    let mut steps = 0;
+    let mut queued = 0;
+    let mut hit = CrashPoint::Idle;
+    loop {
+        while queued < total && run.inflight.len() < cfg.max_inflight {
+            if let Err(e) = run.submit(&mut w) {
+                return fail(rep, e);
+            }
+            queued += 1;
+        }
+        if let Err(e) = run.step() {
+            return fail(rep, e);
+        }
+        steps += 1;
+        let ph = run.store.phase();
+        let now = match target {
+            CrashPoint::Random => steps >= random_cut,
+            CrashPoint::DataBeforeRecord => ph.data_writes && rng.u8(0..4) == 0,
+            CrashPoint::HomeWrites => ph.home_writes && rng.u8(0..4) == 0,
+            CrashPoint::InBatch => ph.batch && rng.u8(0..4) == 0,
+            CrashPoint::InCheckpoint => ph.checkpoint && rng.u8(0..3) == 0,
+            _ => false,
+        };
+        if now {
+            hit = target;
+            break;
+        }
+        if queued == total && run.inflight.is_empty() && run.store.is_idle() {
+            break;
+        }
+        if target == CrashPoint::InCheckpoint && !ph.checkpoint && steps % 64 == 0 {
+            run.store.request_checkpoint();
+        }
+    }
+    *rep.crash_points.entry(hit.as_str()).or_default() += 1;
+    let (image, _) = dev.power_cut();
+
+    // Recovery, sometimes cut short by a second power cut.
+    let clock2 = SimClock::discrete();
+    let mut dev2 =
+        SimDevice::from_image(sim_cfg(cfg, seed ^ 2, clock2.clone()), image).expect("image");
+    if rng.u8(0..4) == 0 {
+        dev2.inject(Fault::FailNth {
+            op: Op::Write,
+            nth: rng.u64(1..6),
+            status: NvmeStatus::INTERNAL_ERROR,
+        });
+        match Store::open(dev2.clone(), shard_cfg()) {
+            Ok(s) => {
+                drop(s);
+                dev2.clear_faults();
+            }
+            Err(StoreError::Failed(_) | StoreError::Device { .. }) => {
+                *rep.crash_points
+                    .entry(CrashPoint::DuringReplay.as_str())
+                    .or_default() += 1;
+            }
+            Err(e) => return fail(rep, format!("recovery failed: {e}")),
+        }
+        let (image2, _) = dev2.power_cut();
+        dev2 = SimDevice::from_image(sim_cfg(cfg, seed ^ 3, SimClock::discrete()), image2)
+            .expect("image");
+    }
+    let mut store = match Store::open(dev2, shard_cfg()) {
+        Ok(s) => s,
+        Err(e) => return fail(rep, format!("recovery failed: {e}")),
+    };
+
+    // The oracle.
+    let mut base = base_model;
+    let subs: Vec<Submitted> = run
+        .submitted
+        .iter()
+        .map(|(s, _, _)| Submitted {
+            txn: s.txn.clone(),
+            acked: s.acked,
+        })
+        .collect();
+    for (s, class, _) in &run.submitted {
+        if s.acked.is_some() {
+            base.apply(&s.txn);
+            rep.classes.get_mut(class.as_str()).expect("class").acked += 1;
+            for key in s.txn.ops().iter().flat_map(|o| o.objects()) {
+                let st = base.object(key.coll, &key.name).cloned();
+                history.entry(key).or_default().push(st);
+            }
+        }
+    }
+    let mut keys = Vec::new();
+    for c in COLLS {
+        for i in 0..8 {
+            keys.push(ObjKey::new(c, format!("obj{i}").into_bytes()));
+        }
+    }
+    let oracle = Oracle {
+        base: &base,
+        history: &history,
+        submitted: &subs,
+        mode: cfg.mode,
+        block: store.device().geometry().block_size as usize,
+    };
+    let colls = [COLLS[0], COLLS[1], SPARE_COLL];
+    let mut read_err = None;
+    let verdict = {
+        let st = &mut store;
+        let colls_now = st.list_collections();
+        let mut actual = |k: &ObjKey| -> Actual {
+            match st.stat(k.coll, &k.name) {
+                Err(_) => Actual { obj: None },
+                Ok(stat) => {
+                    let data = st
+                        .read(k.coll, &k.name, 0, stat.size as usize)
+                        .unwrap_or_else(|e| {
+                            read_err.get_or_insert(format!("{k}: read after recovery: {e}"));
+                            Vec::new()
+                        });
+                    let (attrs, omap) = st.attrs_and_omap(k.coll, &k.name).unwrap_or_default();
+                    Actual {
+                        obj: Some(ModelObject { data, attrs, omap }),
+                    }
+                }
+            }
+        };
+        oracle.check(&keys, &colls, &mut actual, |c| colls_now.contains(&c))
+    };
+    if let Some(e) = read_err {
+        fail(rep, e);
+    }
+    rep.acked_lost += verdict.acked_lost;
+    for v in verdict.violations {
+        fail(rep, v);
+    }
+    for (idx, presence) in &verdict.presence {
+        let class = run.submitted[*idx].1;
+        let c = rep.classes.get_mut(class.as_str()).expect("class");
+        match presence {
+            Some(true) => c.unacked_present += 1,
+            Some(false) => c.unacked_absent += 1,
+            None => c.unacked_ambiguous += 1,
+        }
+    }
+    let f = store.fsck();
+    for e in f.errors {
+        fail(rep, format!("fsck: {e}"));
+    }
+}
