@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Runs every Keel test that this machine can run: the workspace's unit and integration
+# tests (drivers on temp files, the simulated device, DMA pools with hugepages when root).
+# Tests that need root, hugepages or QEMU skip with a message where those are missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source vendor-scripts/deps.sh
+
+echo "== cargo test (workspace)"
+cargo test --workspace --locked 2>&1
