@@ -583,3 +583,47 @@ fn discrete_clock_jumps_to_the_next_completion() {
     assert_eq!(clock.now_ns(), 14_000);
     assert_eq!(done, vec![1, 2]);
 }
+
+#[test]
+fn a_read_does_not_see_a_write_still_in_flight() {
+    let mut c = cfg(16);
+    let clock = SimClock::virtual_clock();
+    c.clock = clock.clone();
+    c.latency_ns = 1000;
+    let dev = SimDevice::new(c).unwrap();
+    let pool = pool(BS, 2);
+    let mut qp = dev.open_qpair(&QpairOptions::depth(4)).unwrap();
+    let mut buf = pool.alloc().unwrap();
+    stamp(&mut buf, 5, 3);
+    qp.submit(
+        1,
+        Command::Write {
+            lba: 3,
+            buf,
+            fua: false,
+        },
+    )
+    .unwrap();
+    let buf = pool.alloc().unwrap();
+    qp.submit(2, Command::Read { lba: 3, buf }).unwrap();
+    clock.advance(1000);
+    let mut got = Vec::new();
+    qp.poll(4, &mut |c| got.push(c));
+    let read = got.iter().find(|c| c.tag == 2).unwrap();
+    assert_eq!(
+        stamp_of(read.buf.as_ref().unwrap().as_slice()),
+        None,
+        "old data while in flight"
+    );
+    drop(got);
+    let buf = pool.alloc().unwrap();
+    qp.submit(3, Command::Read { lba: 3, buf }).unwrap();
+    clock.advance(1000);
+    let mut after = None;
+    qp.poll(4, &mut |c| after = Some(c));
+    assert_eq!(
+        stamp_of(after.unwrap().buf.unwrap().as_slice()),
+        Some((5, 3)),
+        "new data once done"
+    );
+}

@@ -57,6 +57,10 @@ pub(crate) struct Media {
     pub(crate) current: Vec<u8>,
     pending: VecDeque<Pending>,
     pending_bytes: u64,
+    /// Sequence number of `pending[0]`.
+    front_seq: u64,
+    /// Writes not yet completed: (sequence number, completion time), in submission order.
+    inflight: Vec<(u64, u64)>,
     flushes: Vec<PendingFlush>,
     cache_bytes: u64,
 }
@@ -64,6 +68,8 @@ pub(crate) struct Media {
 impl Media {
     pub(crate) fn new(current: Vec<u8>, block_size: usize, cache_bytes: u64) -> Self {
         Media {
+            front_seq: 0,
+            inflight: Vec::new(),
             block_size,
             current,
             pending: VecDeque::new(),
@@ -78,9 +84,30 @@ impl Media {
         start..start + blocks as usize * self.block_size
     }
 
-    pub(crate) fn read(&self, lba: u64, out: &mut [u8]) {
-        let r = self.range(lba, (out.len() / self.block_size) as u64);
+    /// Reads at device time `now_ns`. A block with a write still in flight reads as it was
+    /// before that write: a device promises nothing about such a read, so the simulator
+    /// gives the answer that exposes a reader relying on the new data.
+    pub(crate) fn read(&mut self, lba: u64, out: &mut [u8], now_ns: u64) {
+        let blocks = (out.len() / self.block_size) as u64;
+        let r = self.range(lba, blocks);
         out.copy_from_slice(&self.current[r]);
+        self.inflight.retain(|&(_, at)| at > now_ns);
+        let bs = self.block_size;
+        for &(seq, _) in self.inflight.iter().rev() {
+            let Some(p) = seq
+                .checked_sub(self.front_seq)
+                .and_then(|i| self.pending.get(i as usize))
+            else {
+                continue; // destaged: its prior is gone, treat it as done
+            };
+            let lo = p.lba.max(lba);
+            let hi = (p.lba + p.blocks).min(lba + blocks);
+            for b in lo..hi {
+                let src = (b - p.lba) as usize * bs;
+                let dst = (b - lba) as usize * bs;
+                out[dst..dst + bs].copy_from_slice(&p.prior[src..src + bs]);
+            }
+        }
     }
 
     /// Applies a write now (reads see it at once) and logs it until durable.
@@ -100,6 +127,8 @@ impl Media {
             None => self.current[r].fill(0),
         }
         self.pending_bytes += prior.len() as u64;
+        self.inflight
+            .push((self.front_seq + self.pending.len() as u64, completes_at_ns));
         self.pending.push_back(Pending {
             lba,
             blocks,
@@ -169,6 +198,7 @@ impl Media {
             Some(p) if p.durable => {
                 self.pending_bytes -= p.prior.len() as u64;
                 self.pending.pop_front();
+                self.front_seq += 1;
                 true
             }
             _ => false,

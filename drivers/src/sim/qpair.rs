@@ -112,7 +112,7 @@ impl QueuePair for SimQpair {
         let media = st.media.as_mut().expect("checked above");
         if failed.is_none() {
             match &mut cmd {
-                Command::Read { buf, .. } => media.read(lba, buf.as_mut_slice()),
+                Command::Read { buf, .. } => media.read(lba, buf.as_mut_slice(), now),
                 Command::Write { buf, fua, .. } => media.write(
                     lba,
                     blocks,
