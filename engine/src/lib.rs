@@ -1,6 +1,31 @@
 //! # keel-engine: the object store
 //!
-//! (The crate essay grows with the engine; see docs/format.md for the on-media format.)
+//! Keel stores objects (data, attributes, an omap) in collections on a block device driven
+//! through `keel-drivers`. The store is generic over the device, so every line of it runs in
+//! tests on the simulated device with power cuts, and in production on NVMe.
+//!
+//! ```text
+//!  Transaction ──Store::queue──► shard of its collections (stable hash)
+//!     │ validate (static limits)                      txn/
+//!     ▼
+//!  Shard (one per reactor, polled)                    shard/
+//!     locks ─► plan on a shadow of the locked objects: deltas + dirty pages    plan.rs
+//!       MetadataOnly: pages written in place / to fresh extents (data queue pair)
+//!       Full (or clone, or asked): pages go into the journal entry
+//!     ─► group commit: one batch in flight; Flush first if an entry depends on
+//!        unflushed data; batch written FUA (journal queue pair)                batch.rs
+//!     ─► durable: apply deltas to the MetaTable, defer frees, ack              meta/, alloc/
+//!        (Full: then write pages home; reads see them meanwhile)
+//!     ─► checkpoint into the older slot; the journal head moves                checkpoint.rs
+//!  Store::open: superblock ─► newest valid checkpoint ─► replay the chain      recovery.rs
+//! ```
+//!
+//! - [`docs/format.md`](../docs/format.md) in the repository
+//!   gives the on-media format with byte diagrams and the ordering rules the code enforces.
+//! - [`crash`] is the crash explorer: a reference model, a seeded workload and an oracle of
+//!   what each journal mode guarantees after a power cut.
+//! - Errors are [`StoreError`]s; input errors change nothing, and after a device fault a
+//!   shard refuses writes and says why.
 
 pub mod alloc;
 pub mod codec;

@@ -394,3 +394,52 @@ fn open_refuses_an_unformatted_device() {
         Err(StoreError::NotFormatted(_))
     ));
 }
+
+#[test]
+fn a_transaction_can_ask_for_the_full_journal() {
+    let mut s = fresh(JournalMode::MetadataOnly, sim(64 << 11, true, 11));
+    let mut t = txn();
+    t.mkcoll(1);
+    s.submit_sync(t).unwrap();
+    let before = s.stats();
+    let mut t = txn();
+    t.write(1, b"x".to_vec(), 0, vec![7; 64 << 10])
+        .set_full_journal(true);
+    s.submit_sync(t).unwrap();
+    s.drain().unwrap();
+    let after = s.stats();
+    assert_eq!(
+        after.shards.full_journal_txns - before.shards.full_journal_txns,
+        1
+    );
+    let written = after.device().bytes(Op::Write) - before.device().bytes(Op::Write);
+    assert!(written >= 2 * (64 << 10), "journal and home: {written}");
+    assert_eq!(s.read(1, b"x", 0, 1 << 20).unwrap(), vec![7; 64 << 10]);
+}
+
+#[test]
+fn acknowledged_full_journal_data_is_readable_before_it_reaches_home() {
+    let mut c = sim(64 << 11, true, 12);
+    c.latency_ns = 2_000_000; // 2 ms: the home writes are still in flight after the ack
+    let mut s = fresh(JournalMode::Full, c);
+    let mut t = txn();
+    t.mkcoll(1).write(1, b"x".to_vec(), 0, vec![1; 8192]);
+    s.submit_sync(t).unwrap();
+    s.drain().unwrap();
+    let mut t = txn();
+    t.write(1, b"x".to_vec(), 100, vec![2; 5000]);
+    s.submit_sync(t).unwrap();
+    assert!(
+        s.phase().home_writes,
+        "the test needs home writes in flight"
+    );
+    let mut want = vec![1u8; 8192];
+    want[100..5100].fill(2);
+    assert_eq!(
+        s.read(1, b"x", 0, 8192).unwrap(),
+        want,
+        "reads see what was acknowledged"
+    );
+    s.drain().unwrap();
+    assert_eq!(s.read(1, b"x", 0, 8192).unwrap(), want);
+}
