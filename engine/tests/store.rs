@@ -443,3 +443,44 @@ fn acknowledged_full_journal_data_is_readable_before_it_reaches_home() {
     s.drain().unwrap();
     assert_eq!(s.read(1, b"x", 0, 8192).unwrap(), want);
 }
+
+#[test]
+fn a_batch_wait_gathers_more_entries_per_batch() {
+    let run = |wait_us: u32| {
+        let mut c = sim(64 << 11, true, 13);
+        c.latency_ns = 20_000;
+        c.jitter_ns = 20_000;
+        let dev = SimDevice::new(c).unwrap();
+        Store::mkfs(&dev, &MkfsOptions::new(JournalMode::MetadataOnly)).unwrap();
+        let cfg = ShardConfig {
+            max_batch_wait_us: wait_us,
+            ..small()
+        };
+        let mut s = Store::open(dev, cfg).unwrap();
+        let mut t = txn();
+        t.mkcoll(1);
+        s.submit_sync(t).unwrap();
+        let before = s.stats().shards;
+        // Staggered arrivals: a few polls between submissions.
+        let mut ids = Vec::new();
+        for i in 0..64u8 {
+            let mut t = txn();
+            t.write(1, vec![i], 0, vec![i; 4096]);
+            ids.push(s.queue(t).unwrap());
+            let start = std::time::Instant::now();
+            while start.elapsed() < std::time::Duration::from_micros(30) {
+                s.poll();
+            }
+        }
+        for id in ids {
+            s.wait(id).unwrap();
+        }
+        let after = s.stats().shards;
+        after.batches - before.batches
+    };
+    let (eager, patient) = (run(0), run(5_000));
+    assert!(
+        patient < eager,
+        "waiting up to 5 ms: {patient} batches, at once: {eager}"
+    );
+}

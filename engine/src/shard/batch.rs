@@ -62,7 +62,17 @@ impl<Q: QueuePair> Shard<Q> {
             _ => return false,
         }
         if self.ready.is_empty() {
+            self.ready_since = None;
             return false;
+        }
+        if self.cfg.max_batch_wait_us > 0 {
+            let since = *self.ready_since.get_or_insert_with(std::time::Instant::now);
+            let more_coming = self.txns.iter().any(|(_, t)| t.state == TxnState::Writing);
+            let bytes: usize = self.ready.iter().map(|&s| self.txns[s].entry.len()).sum();
+            let waited = since.elapsed().as_micros() >= u128::from(self.cfg.max_batch_wait_us);
+            if more_coming && bytes < self.cfg.max_batch_bytes as usize && !waited {
+                return false;
+            }
         }
         // Take entries up to the batch size (at least one).
         let bs = u64::from(self.geo.block_size);
@@ -83,6 +93,7 @@ impl<Q: QueuePair> Shard<Q> {
             return false;
         }
         let entries: Vec<usize> = self.ready.drain(..n).collect();
+        self.ready_since = None;
         let mut data = vec![0u8; (blocks * bs) as usize];
         let mut at = HEADER_BYTES;
         let mut depends_on_data = false;

@@ -60,6 +60,10 @@ pub struct ShardConfig {
     pub journal_bufs: u32,
     /// A batch closes when its entries reach this many bytes.
     pub max_batch_bytes: u32,
+    /// With no batch in flight, wait up to this long for more entries while other
+    /// transactions are still writing data (0: write at once; batches then grow by
+    /// themselves while the previous one is in flight).
+    pub max_batch_wait_us: u32,
     /// Transactions queued or in flight at most; past it `queue` answers Busy.
     pub max_txns: u32,
     /// Checkpoint when the journal is this full (fraction of the ring).
@@ -78,6 +82,7 @@ impl Default for ShardConfig {
             journal_buf_bytes: 256 << 10,
             journal_bufs: 64,
             max_batch_bytes: 1 << 20,
+            max_batch_wait_us: 0,
             max_txns: 4096,
             checkpoint_fill: 0.5,
             data_fua: false,
@@ -183,6 +188,8 @@ pub struct Shard<Q: QueuePair> {
     writers: VecDeque<usize>,
     /// Transactions ready for the journal, in the order they became ready.
     pub(crate) ready: VecDeque<usize>,
+    /// When the oldest entry in `ready` became ready (for max_batch_wait_us).
+    pub(crate) ready_since: Option<std::time::Instant>,
     pub(crate) batch: BatchState,
     pub(crate) journal: JournalPos,
     pub(crate) ckpt: CkptState,

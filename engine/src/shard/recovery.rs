@@ -286,6 +286,7 @@ impl<Q: QueuePair> Shard<Q> {
             queued: VecDeque::new(),
             writers: VecDeque::new(),
             ready: VecDeque::new(),
+            ready_since: None,
             batch: BatchState::Idle,
             journal: JournalPos {
                 next_seq: seq,
