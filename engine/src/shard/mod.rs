@@ -779,30 +779,12 @@ impl<Q: QueuePair> Shard<Q> {
                 }
                 continue;
             }
-            let buf = loop {
-                if self.data_qp.in_flight() < self.data_qp.depth() {
-                    if let Some(b) = self.data_pool.alloc() {
-                        break b;
-                    }
-                }
-                self.poll();
-            };
-            let mut buf = buf;
-            buf.set_len(pages as usize * PG);
-            let cmd = Command::Read {
-                lba: self.lba(phys),
-                buf,
-            };
-            let owner = Owner::Read(rslot, out_at, skip, n);
-            if let Err(e) = self.io.submit(&mut self.data_qp, owner, cmd) {
+            if let Err(e) = self.issue_read(rslot, phys, pages, Owner::Read(rslot, out_at, skip, n))
+            {
                 // Wait for the reads already issued (their buffers) before failing.
                 let _ = self.drain_read(rslot);
-                return Err(StoreError::Device {
-                    op: keel_drivers::Op::Read,
-                    source: e,
-                });
+                return Err(e);
             }
-            self.reads[rslot].pending += 1;
         }
         self.drain_read(rslot)
     }
@@ -814,7 +796,17 @@ impl<Q: QueuePair> Shard<Q> {
             pending: 0,
             error: None,
         });
-        let buf = loop {
+        if let Err(e) = self.issue_read(rslot, phys, 1, Owner::Read(rslot, 0, skip, len)) {
+            self.reads.remove(rslot);
+            return Err(e);
+        }
+        self.drain_read(rslot)
+    }
+
+    /// Reads `pages` device pages from `phys` for read slot `rslot`, polling until a buffer
+    /// and a queue slot are free.
+    fn issue_read(&mut self, rslot: usize, phys: u64, pages: u64, owner: Owner) -> Result<()> {
+        let mut buf = loop {
             if self.data_qp.in_flight() < self.data_qp.depth() {
                 if let Some(b) = self.data_pool.alloc() {
                     break b;
@@ -822,24 +814,19 @@ impl<Q: QueuePair> Shard<Q> {
             }
             self.poll();
         };
-        let mut buf = buf;
-        buf.set_len(PG);
+        buf.set_len(pages as usize * PG);
         let cmd = Command::Read {
             lba: self.lba(phys),
             buf,
         };
-        if let Err(e) = self
-            .io
-            .submit(&mut self.data_qp, Owner::Read(rslot, 0, skip, len), cmd)
-        {
-            self.reads.remove(rslot);
-            return Err(StoreError::Device {
+        self.io
+            .submit(&mut self.data_qp, owner, cmd)
+            .map_err(|source| StoreError::Device {
                 op: keel_drivers::Op::Read,
-                source: e,
-            });
-        }
+                source,
+            })?;
         self.reads[rslot].pending += 1;
-        self.drain_read(rslot)
+        Ok(())
     }
 
     fn drain_read(&mut self, rslot: usize) -> Result<Vec<u8>> {
