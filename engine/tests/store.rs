@@ -484,3 +484,41 @@ fn a_batch_wait_gathers_more_entries_per_batch() {
         "waiting up to 5 ms: {patient} batches, at once: {eager}"
     );
 }
+
+#[test]
+fn metadata_past_the_checkpoint_slot_is_refused_not_fatal() {
+    let dev = SimDevice::new(sim(16 << 11, true, 14)).unwrap();
+    let mut opts = MkfsOptions::new(JournalMode::MetadataOnly);
+    opts.checkpoint_bytes = 64 << 10; // 60 KiB of metadata at most
+    Store::mkfs(&dev, &opts).unwrap();
+    let mut s = Store::open(dev, small()).unwrap();
+    let mut t = txn();
+    t.mkcoll(1).touch(1, b"o".to_vec());
+    s.submit_sync(t).unwrap();
+    let mut refused = None;
+    for i in 0..200u32 {
+        let mut t = txn();
+        t.omap_set(
+            1,
+            b"o".to_vec(),
+            vec![(i.to_le_bytes().to_vec(), vec![1; 1000])],
+        );
+        if let Err(e) = s.submit_sync(t) {
+            refused = Some((i, e));
+            break;
+        }
+    }
+    let (i, e) = refused.expect("metadata growth is bounded");
+    assert!(matches!(e, StoreError::NoSpace(_)), "{e}");
+    assert!(i > 10, "refused too early, at {i}");
+    // The store still works, checkpoints, and keeps everything it acknowledged.
+    s.request_checkpoint();
+    s.drain().unwrap();
+    let mut t = txn();
+    t.write(1, b"o".to_vec(), 0, vec![3; 10]);
+    s.submit_sync(t).unwrap();
+    let dev = s.device().clone();
+    s.close().unwrap();
+    let s = Store::open(dev, small()).unwrap();
+    assert_eq!(s.stat(1, b"o").unwrap().omap_keys, u64::from(i));
+}

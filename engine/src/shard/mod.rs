@@ -549,6 +549,23 @@ impl<Q: QueuePair> Shard<Q> {
         };
         t.entry.clear();
         entry.encode(&mut t.entry);
+        // Metadata must keep fitting a checkpoint slot: refuse what would take it past 90%
+        // (the entry's size bounds what its deltas add), so a checkpoint never fails for size.
+        let slot_bytes = (self.layout.ckpt_pages - 1) * PAGE;
+        if self.table.approx_bytes() + t.entry.len() as u64 > slot_bytes / 10 * 9 {
+            for e in &planned.allocated {
+                self.alloc.release_now(*e);
+            }
+            let have = self.table.approx_bytes();
+            self.finish_txn(
+                slot,
+                Err(StoreError::NoSpace(format!(
+                    "metadata of {have} bytes would outgrow the {slot_bytes}-byte checkpoint slot"
+                ))),
+            );
+            return;
+        }
+        let t = &mut self.txns[slot];
         if t.entry.len() > max_entry {
             let len = t.entry.len();
             for e in &planned.allocated {
