@@ -1,12 +1,15 @@
 //! The command line: `keel-bench <subcommand> [options]`, one subcommand per benchmark.
 //!
 //! Options that pick and shape a device ([`DeviceArgs`]) are shared by every subcommand that
-//! opens one; each subcommand adds its own. Checks that clap cannot express are in
-//! `check` methods, reported as usage errors (exit code 2) like clap's own.
+//! opens one, each with its own [`DeviceDefaults`] for what is left out; options that say
+//! how long to measure ([`MeasureArgs`]) are shared by the load generators. Each subcommand
+//! adds its own. Checks that clap cannot express are in `check` methods, reported as usage
+//! errors (exit code 2) like clap's own.
 
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use keel_engine::JournalMode;
 
 /// Keel's load generator and benchmark suite.
 #[derive(Debug, Parser)]
@@ -22,6 +25,9 @@ impl Cli {
     pub fn check(&self) -> Result<(), String> {
         match &self.command {
             Command::Raw(args) => args.check(),
+            Command::Engine(args) => args.check(),
+            Command::Crash(_) => Ok(()),
+            Command::Fsck(args) => args.check(),
         }
     }
 }
@@ -32,6 +38,14 @@ pub enum Command {
     /// Drive one queue pair of a device directly, with no engine above it: IOPS,
     /// bandwidth, latency percentiles and CPU time per operation.
     Raw(RawArgs),
+    /// Run transactions through a whole store (mkfs, open, a workload, fsck, close):
+    /// IOPS, latency percentiles, write amplification and device commands per transaction.
+    Engine(EngineArgs),
+    /// Explore power cuts on the simulated device and check what recovery keeps against
+    /// the journal mode's guarantees.
+    Crash(CrashArgs),
+    /// Open (and so recover) the store on a file or block device and check its metadata.
+    Fsck(FsckArgs),
 }
 
 impl Command {
@@ -39,6 +53,9 @@ impl Command {
     pub fn name(&self) -> &'static str {
         match self {
             Command::Raw(_) => "raw",
+            Command::Engine(_) => "engine",
+            Command::Crash(_) => "crash",
+            Command::Fsck(_) => "fsck",
         }
     }
 }
@@ -111,13 +128,14 @@ pub struct DeviceArgs {
     #[arg(long, required_if_eq_any([("driver", "psync"), ("driver", "uring")]))]
     pub path: Option<PathBuf>,
 
-    /// Capacity of a null or sim device; size a psync or uring file is created at. The
-    /// workload covers the first --size bytes of the device. Binary k/m/g/t suffixes.
-    #[arg(long, default_value = "1G", value_parser = parse_size)]
-    pub size: u64,
+    /// Capacity of a null or sim device; size a psync or uring file is created at. raw's
+    /// workload covers the first --size bytes of the device; engine formats all of it.
+    /// Binary k/m/g/t suffixes [default: 1g for raw, 256m for engine].
+    #[arg(long, value_parser = parse_size)]
+    pub size: Option<u64>,
 
-    /// Logical block size of a null or sim device [default: 4k]; for psync and uring, an
-    /// override of what the kernel reports.
+    /// Logical block size of a null or sim device [default: 4k for raw, 512 for engine];
+    /// for psync and uring, an override of what the kernel reports.
     #[arg(long, value_parser = parse_size_u32)]
     pub block_size: Option<u32>,
 
@@ -125,14 +143,37 @@ pub struct DeviceArgs {
     #[arg(long, default_value_t = 10)]
     pub sim_latency_us: u64,
 
-    /// sim: a volatile write cache (writes are durable only after a flush).
-    #[arg(long)]
-    pub sim_write_cache: bool,
+    /// sim: a volatile write cache (writes are durable only after a flush) [default: off
+    /// for raw, on for engine]; --sim-write-cache=false turns it off.
+    #[arg(
+        long,
+        value_name = "BOOL",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true"
+    )]
+    pub sim_write_cache: Option<bool>,
+
+    /// sim: commands the device works on at once (0: unlimited).
+    #[arg(long, default_value_t = 0)]
+    pub sim_parallelism: u32,
 
     /// uring: a kernel thread polls the submission queue (its CPU time is not counted in
     /// cpu_seconds).
     #[arg(long)]
     pub sqpoll: bool,
+}
+
+/// What a subcommand assumes for the device options left out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DeviceDefaults {
+    /// --size; None opens a psync or uring file as it is, neither creating nor extending it
+    /// (a null or sim device then needs --size).
+    pub size: Option<u64>,
+    /// --block-size of a null or sim device.
+    pub block_size: u32,
+    /// --sim-write-cache.
+    pub sim_write_cache: bool,
 }
 
 impl DeviceArgs {
@@ -151,6 +192,16 @@ impl DeviceArgs {
             ));
         }
         Ok(())
+    }
+
+    /// --size, or the subcommand's default.
+    pub fn size(&self, defaults: &DeviceDefaults) -> Option<u64> {
+        self.size.or(defaults.size)
+    }
+
+    /// --sim-write-cache, or the subcommand's default.
+    pub fn sim_write_cache(&self, defaults: &DeviceDefaults) -> bool {
+        self.sim_write_cache.unwrap_or(defaults.sim_write_cache)
     }
 }
 
@@ -173,17 +224,9 @@ pub struct RawArgs {
     #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=65536))]
     pub qd: u32,
 
-    /// Measure for this long [default: 10].
-    #[arg(long, conflicts_with = "ops")]
-    pub seconds: Option<f64>,
-
-    /// Measure exactly this many commands instead of a duration.
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
-    pub ops: Option<u64>,
-
-    /// Run the workload this long first, excluded from every figure.
-    #[arg(long, default_value_t = 0.0)]
-    pub warmup_seconds: f64,
+    /// How long to measure.
+    #[command(flatten)]
+    pub measure: MeasureArgs,
 
     /// Seed of the random offsets (and of the sim device).
     #[arg(long, default_value_t = 0)]
@@ -192,6 +235,29 @@ pub struct RawArgs {
     /// Print one JSON object instead of a table.
     #[arg(long)]
     pub json: bool,
+}
+
+/// Device defaults of `keel-bench raw`.
+pub const RAW_DEVICE: DeviceDefaults = DeviceDefaults {
+    size: Some(1 << 30),
+    block_size: 4096,
+    sim_write_cache: false,
+};
+
+/// How long a load generator measures, and what it runs first.
+#[derive(Debug, Args)]
+pub struct MeasureArgs {
+    /// Measure for this long [default: 10].
+    #[arg(long, conflicts_with = "ops")]
+    pub seconds: Option<f64>,
+
+    /// Measure exactly this many operations instead of a duration.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub ops: Option<u64>,
+
+    /// Run the workload this long first, excluded from every figure.
+    #[arg(long, default_value_t = 0.0)]
+    pub warmup_seconds: f64,
 }
 
 /// When a measurement stops.
@@ -206,7 +272,7 @@ pub enum Stop {
 /// Measured seconds when neither --seconds nor --ops is given.
 pub const DEFAULT_SECONDS: f64 = 10.0;
 
-impl RawArgs {
+impl MeasureArgs {
     /// When the measurement stops.
     pub fn stop(&self) -> Stop {
         match (self.ops, self.seconds) {
@@ -216,22 +282,8 @@ impl RawArgs {
         }
     }
 
-    /// Checks what clap does not: the device-independent limits. The block-size checks
-    /// that need the device's geometry happen once it is open.
+    /// Checks the durations.
     pub fn check(&self) -> Result<(), String> {
-        self.device.check()?;
-        if self.bs % 512 != 0 {
-            return Err(format!(
-                "--bs {}: must be a multiple of 512 bytes (the smallest block size)",
-                self.bs
-            ));
-        }
-        if u64::from(self.bs) > self.device.size {
-            return Err(format!(
-                "--bs {} is larger than --size {}",
-                self.bs, self.device.size
-            ));
-        }
         if let Some(s) = self.seconds {
             if !(s.is_finite() && s > 0.0) {
                 return Err(format!("--seconds {s}: must be a positive number"));
@@ -246,6 +298,246 @@ impl RawArgs {
         Ok(())
     }
 }
+
+/// Checks a transfer size against the smallest block size and the device size.
+fn check_bs(bs: u32, size: Option<u64>) -> Result<(), String> {
+    if bs % 512 != 0 {
+        return Err(format!(
+            "--bs {bs}: must be a multiple of 512 bytes (the smallest block size)"
+        ));
+    }
+    match size {
+        Some(size) if u64::from(bs) > size => {
+            Err(format!("--bs {bs} is larger than --size {size}"))
+        }
+        _ => Ok(()),
+    }
+}
+
+impl RawArgs {
+    /// Checks what clap does not: the device-independent limits. The block-size checks
+    /// that need the device's geometry happen once it is open.
+    pub fn check(&self) -> Result<(), String> {
+        self.device.check()?;
+        check_bs(self.bs, self.device.size(&RAW_DEVICE))?;
+        self.measure.check()
+    }
+}
+
+/// A store's journal mode, as chosen at mkfs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Mode {
+    /// Data and metadata go to the journal, then data to its home location.
+    Full,
+    /// Data straight to its location, then only metadata to the journal.
+    MetadataOnly,
+}
+
+impl From<Mode> for JournalMode {
+    fn from(mode: Mode) -> JournalMode {
+        match mode {
+            Mode::Full => JournalMode::Full,
+            Mode::MetadataOnly => JournalMode::MetadataOnly,
+        }
+    }
+}
+
+/// What each transaction of `keel-bench engine` does. One transaction writes --bs bytes
+/// unless said otherwise.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum EngineWorkload {
+    /// A write at a random bs-aligned offset below --object-size of a random object. The
+    /// objects are created sparse at that size (not timed), so a first write to a page
+    /// takes a fresh one and later writes overwrite it.
+    Randwrite,
+    /// Like randwrite, but the objects are written full first (not timed): every write
+    /// overwrites data in place.
+    Overwrite,
+    /// A write at the end of a random object; one that would pass --object-size instead
+    /// truncates the object to zero and writes at 0, in the same transaction.
+    Append,
+    /// Creates an object with one write; once --objects created objects exist, the same
+    /// transaction removes the oldest, so the space used stays bounded.
+    Create,
+    /// 50% overwrite, 30% append, 10% create, 10% setattr.
+    Mixed,
+}
+
+impl EngineWorkload {
+    /// The name as given on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EngineWorkload::Randwrite => "randwrite",
+            EngineWorkload::Overwrite => "overwrite",
+            EngineWorkload::Append => "append",
+            EngineWorkload::Create => "create",
+            EngineWorkload::Mixed => "mixed",
+        }
+    }
+}
+
+/// `keel-bench engine`: one thread keeps `qd` transactions in flight in a store.
+#[derive(Debug, Args)]
+pub struct EngineArgs {
+    /// The device (sim, psync or uring: the null driver stores nothing).
+    #[command(flatten)]
+    pub device: DeviceArgs,
+
+    /// The store's journal mode.
+    #[arg(long, value_enum)]
+    pub mode: Mode,
+
+    /// What each transaction does.
+    #[arg(long, value_enum, default_value_t = EngineWorkload::Randwrite)]
+    pub workload: EngineWorkload,
+
+    /// Bytes each transaction writes (a multiple of 512). Binary k/m/g suffixes.
+    #[arg(long, default_value = "4k", value_parser = parse_size_u32)]
+    pub bs: u32,
+
+    /// Transactions kept in flight.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub qd: u32,
+
+    /// How long to measure.
+    #[command(flatten)]
+    pub measure: MeasureArgs,
+
+    /// Objects the workload spreads over (per kind of object: mixed has written objects
+    /// and appended ones, and a window of as many created ones).
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
+    pub objects: u32,
+
+    /// Size of each object (a multiple of --bs) [default: 4m, or the largest power of two
+    /// (down to a multiple of --bs) for which the objects fill at most half of the store's
+    /// data area].
+    #[arg(long, value_parser = parse_size)]
+    pub object_size: Option<u64>,
+
+    /// Seed of the workload (and of the sim device).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Device defaults of `keel-bench engine`: a fresh sim device is filled page fault by page
+/// fault, so it is smaller than raw's; 512-byte blocks and a volatile cache, like a
+/// typical NVMe drive.
+pub const ENGINE_DEVICE: DeviceDefaults = DeviceDefaults {
+    size: Some(256 << 20),
+    block_size: 512,
+    sim_write_cache: true,
+};
+
+impl EngineArgs {
+    /// Checks what clap does not.
+    pub fn check(&self) -> Result<(), String> {
+        self.device.check()?;
+        if self.device.driver == Driver::Null {
+            return Err(
+                "the null driver stores nothing, so a store cannot open on it: use sim, psync \
+                 or uring"
+                    .into(),
+            );
+        }
+        check_bs(self.bs, self.device.size(&ENGINE_DEVICE))?;
+        if let Some(size) = self.object_size {
+            if size % u64::from(self.bs) != 0 {
+                return Err(format!(
+                    "--object-size {size}: must be a multiple of --bs {}",
+                    self.bs
+                ));
+            }
+        }
+        self.measure.check()
+    }
+}
+
+/// `keel-bench crash`: the crash explorer on the simulated device.
+#[derive(Debug, Args)]
+pub struct CrashArgs {
+    /// The journal mode under test.
+    #[arg(long, value_enum)]
+    pub mode: Mode,
+
+    /// Base seed; each cycle is seeded from it and the cycle number.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+
+    /// Cycles to run (each: fresh store, workload, power cut, recovery, checks).
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..))]
+    pub cycles: u64,
+
+    /// Number of the first cycle (to reproduce one: --first-cycle N --cycles 1).
+    #[arg(long, default_value_t = 0)]
+    pub first_cycle: u64,
+
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `keel-bench fsck`: recover and check the store on a file or block device.
+#[derive(Debug, Args)]
+pub struct FsckArgs {
+    /// The driver (psync or uring: the sim device keeps nothing between runs).
+    #[arg(long, value_enum)]
+    pub driver: Driver,
+
+    /// File or block device holding the store. It is opened as it is, never created.
+    #[arg(long)]
+    pub path: PathBuf,
+
+    /// Override of the block size the kernel reports (as given to `engine`).
+    #[arg(long, value_parser = parse_size_u32)]
+    pub block_size: Option<u32>,
+
+    /// uring: a kernel thread polls the submission queue.
+    #[arg(long)]
+    pub sqpoll: bool,
+
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl FsckArgs {
+    /// Checks what clap does not.
+    pub fn check(&self) -> Result<(), String> {
+        if !self.driver.needs_path() {
+            return Err(format!(
+                "fsck reads a store from a file or block device, with psync or uring; the {} \
+                 device keeps nothing between runs",
+                self.driver.as_str()
+            ));
+        }
+        self.device().check()
+    }
+
+    /// The device to open: the file as it is, no sim settings.
+    pub fn device(&self) -> DeviceArgs {
+        DeviceArgs {
+            driver: self.driver,
+            path: Some(self.path.clone()),
+            size: None,
+            block_size: self.block_size,
+            sim_latency_us: 0,
+            sim_write_cache: None,
+            sim_parallelism: 0,
+            sqpoll: self.sqpoll,
+        }
+    }
+}
+
+/// Device defaults of `keel-bench fsck`: the file as it is.
+pub const FSCK_DEVICE: DeviceDefaults = DeviceDefaults {
+    size: None,
+    block_size: 4096,
+    sim_write_cache: false,
+};
 
 /// Parses a byte count: digits, then an optional binary suffix `k`, `m`, `g` or `t`
 /// (any case, optionally followed by `b` or `ib`). Zero is refused.
@@ -326,14 +618,111 @@ mod tests {
 
     #[test]
     fn raw_defaults() {
-        let Command::Raw(raw) = parse(&["raw", "--driver", "null"]).unwrap().command;
-        assert_eq!(raw.device.size, 1 << 30);
+        let Command::Raw(raw) = parse(&["raw", "--driver", "null"]).unwrap().command else {
+            panic!("not raw");
+        };
+        assert_eq!(raw.device.size(&RAW_DEVICE), Some(1 << 30));
+        assert!(!raw.device.sim_write_cache(&RAW_DEVICE));
+        assert_eq!(raw.device.sim_parallelism, 0);
         assert_eq!(raw.bs, 4096);
         assert_eq!(raw.qd, 32);
         assert_eq!(raw.workload, Workload::Randread);
-        assert_eq!(raw.stop(), Stop::Seconds(DEFAULT_SECONDS));
+        assert_eq!(raw.measure.stop(), Stop::Seconds(DEFAULT_SECONDS));
         assert_eq!(raw.device.sim_latency_us, 10);
         assert!(raw.check().is_ok());
+    }
+
+    fn engine(args: &[&str]) -> EngineArgs {
+        let all: Vec<&str> = ["engine"].iter().chain(args).copied().collect();
+        match parse(&all).unwrap().command {
+            Command::Engine(e) => e,
+            other => panic!("not engine: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn engine_defaults() {
+        let e = engine(&["--driver", "sim", "--mode", "metadata-only"]);
+        assert_eq!(e.device.size(&ENGINE_DEVICE), Some(256 << 20));
+        assert!(e.device.sim_write_cache(&ENGINE_DEVICE));
+        assert_eq!(ENGINE_DEVICE.block_size, 512);
+        assert_eq!(e.mode, Mode::MetadataOnly);
+        assert_eq!(JournalMode::from(e.mode), JournalMode::MetadataOnly);
+        assert_eq!(e.workload, EngineWorkload::Randwrite);
+        assert_eq!((e.bs, e.qd, e.objects), (4096, 32, 1024));
+        assert_eq!(e.object_size, None);
+        assert_eq!(e.measure.stop(), Stop::Seconds(DEFAULT_SECONDS));
+        assert!(e.check().is_ok());
+
+        let e = engine(&[
+            "--driver",
+            "sim",
+            "--mode",
+            "full",
+            "--workload",
+            "mixed",
+            "--ops",
+            "7",
+            "--sim-write-cache=false",
+            "--sim-parallelism",
+            "4",
+        ]);
+        assert_eq!(e.mode, Mode::Full);
+        assert_eq!(e.workload, EngineWorkload::Mixed);
+        assert_eq!(e.measure.stop(), Stop::Ops(7));
+        assert!(!e.device.sim_write_cache(&ENGINE_DEVICE));
+        assert_eq!(e.device.sim_parallelism, 4);
+        let e = engine(&["--driver", "sim", "--mode", "full", "--sim-write-cache"]);
+        assert!(e.device.sim_write_cache(&RAW_DEVICE));
+    }
+
+    #[test]
+    fn engine_usage_errors() {
+        // --mode is required; qd is at most 1024.
+        assert!(parse(&["engine", "--driver", "sim"]).is_err());
+        assert!(parse(&["engine", "--driver", "sim", "--mode", "x"]).is_err());
+        assert!(parse(&["engine", "--driver", "sim", "--mode", "full", "--qd", "2000"]).is_err());
+        let checked = |args: &[&str]| engine(args).check();
+        let null = checked(&["--driver", "null", "--mode", "full"]).unwrap_err();
+        assert!(null.contains("null driver stores nothing"), "{null}");
+        let odd = checked(&[
+            "--driver",
+            "sim",
+            "--mode",
+            "full",
+            "--bs",
+            "8k",
+            "--object-size",
+            "12k",
+        ]);
+        assert!(odd.unwrap_err().contains("multiple of --bs"));
+        assert!(checked(&["--driver", "sim", "--mode", "full", "--bs", "1000"]).is_err());
+    }
+
+    #[test]
+    fn crash_and_fsck_arguments() {
+        let Command::Crash(c) = parse(&["crash", "--mode", "full"]).unwrap().command else {
+            panic!("not crash");
+        };
+        assert_eq!((c.seed, c.cycles, c.first_cycle), (0, 100, 0));
+        assert!(parse(&["crash", "--mode", "full", "--cycles", "0"]).is_err());
+        assert!(parse(&["crash"]).is_err());
+
+        let fsck = |args: &[&str]| {
+            let all: Vec<&str> = ["fsck"].iter().chain(args).copied().collect();
+            parse(&all)
+        };
+        assert!(fsck(&["--driver", "psync"]).is_err(), "--path is required");
+        let cli = fsck(&["--driver", "psync", "--path", "/tmp/x"]).unwrap();
+        assert!(cli.check().is_ok());
+        let Command::Fsck(f) = cli.command else {
+            panic!("not fsck");
+        };
+        assert_eq!(f.device().size(&FSCK_DEVICE), None, "opened as it is");
+        let sim = fsck(&["--driver", "sim", "--path", "/tmp/x"])
+            .unwrap()
+            .check();
+        assert!(sim.unwrap_err().contains("keeps nothing"));
     }
 
     #[test]

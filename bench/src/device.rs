@@ -13,11 +13,8 @@ use keel_drivers::sim::{SimConfig, SimDevice};
 use keel_drivers::uring::{UringConfig, UringDevice};
 use keel_drivers::{BlockDevice, DriverError};
 
-use crate::cli::{DeviceArgs, Driver};
+use crate::cli::{DeviceArgs, DeviceDefaults, Driver};
 use crate::error::BenchError;
-
-/// Block size of a null or sim device when none is given.
-pub const DEFAULT_BLOCK_SIZE: u32 = 4096;
 
 /// Something to do with an open device, whatever its driver.
 pub trait DeviceJob {
@@ -28,24 +25,32 @@ pub trait DeviceJob {
     fn run<D: BlockDevice>(self, device: D) -> Result<Self::Output, BenchError>;
 }
 
-/// Opens the device `args` describe and runs `job` on it. `transfer_bytes` is the largest
-/// transfer the job will issue: drivers that let us choose a max transfer get at least that.
+/// Opens the device `args` describe, with the subcommand's `defaults` for what they leave
+/// out, and runs `job` on it. `transfer_bytes` is the largest transfer the job will issue:
+/// drivers that let us choose a max transfer get at least that.
 pub fn open<J: DeviceJob>(
     args: &DeviceArgs,
+    defaults: &DeviceDefaults,
     seed: u64,
     transfer_bytes: u32,
     job: J,
 ) -> Result<J::Output, BenchError> {
     let driver = args.driver.as_str();
     let open_err = |source: DriverError| BenchError::Open { driver, source };
-    let block_size = args.block_size.unwrap_or(DEFAULT_BLOCK_SIZE);
-    let block_count = args.size / u64::from(block_size);
+    let size = args.size(defaults);
+    // A null or sim device has no size of its own: every subcommand that opens one has a
+    // default size.
+    let capacity = || size.expect("null and sim devices have a default --size");
+    let block_size = args.block_size.unwrap_or(defaults.block_size);
     match args.driver {
-        Driver::Null => job.run(NullDevice::new(block_size, block_count).map_err(open_err)?),
+        Driver::Null => job.run(
+            NullDevice::new(block_size, capacity() / u64::from(block_size)).map_err(open_err)?,
+        ),
         Driver::Sim => {
-            let mut cfg = SimConfig::new(block_size, block_count);
+            let mut cfg = SimConfig::new(block_size, capacity() / u64::from(block_size));
             cfg.latency_ns = args.sim_latency_us.saturating_mul(1000);
-            cfg.volatile_write_cache = args.sim_write_cache;
+            cfg.volatile_write_cache = args.sim_write_cache(defaults);
+            cfg.parallelism = args.sim_parallelism;
             cfg.seed = seed;
             cfg.max_transfer_bytes = cfg.max_transfer_bytes.max(transfer_bytes);
             job.run(SimDevice::new(cfg).map_err(open_err)?)
@@ -53,7 +58,7 @@ pub fn open<J: DeviceJob>(
         Driver::Psync => {
             let path = path(args);
             let mut cfg = PsyncConfig::new(path);
-            cfg.create_bytes = create_bytes(path, args.size);
+            cfg.create_bytes = size.and_then(|size| create_bytes(path, size));
             cfg.block_size = args.block_size;
             cfg.max_transfer_bytes = cfg.max_transfer_bytes.max(transfer_bytes);
             job.run(PsyncDevice::open(&cfg).map_err(open_err)?)
@@ -61,7 +66,7 @@ pub fn open<J: DeviceJob>(
         Driver::Uring => {
             let path = path(args);
             let mut cfg = UringConfig::new(path);
-            cfg.create_bytes = create_bytes(path, args.size);
+            cfg.create_bytes = size.and_then(|size| create_bytes(path, size));
             cfg.block_size = args.block_size;
             cfg.max_transfer_bytes = cfg.max_transfer_bytes.max(transfer_bytes);
             cfg.sqpoll = args.sqpoll;

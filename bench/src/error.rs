@@ -1,8 +1,10 @@
-//! The benchmark layer's one error type: what failed, with the driver's error as source.
+//! The benchmark layer's one error type: what failed, with the driver's or the store's
+//! error as source.
 
 use std::fmt::Write as _;
 
 use keel_drivers::{DriverError, Op};
+use keel_engine::StoreError;
 
 /// Why a benchmark could not run or stopped.
 #[derive(Debug, thiserror::Error)]
@@ -61,14 +63,38 @@ pub enum BenchError {
         #[source]
         source: DriverError,
     },
-    /// Commands were in flight and none completed for too long.
-    #[error("no completion for {seconds} s with {in_flight} commands in flight")]
+    /// Commands or transactions were in flight and none completed for too long.
+    #[error("no completion for {seconds} s with {in_flight} in flight")]
     Stalled {
         /// Seconds without a completion.
         seconds: u64,
-        /// Commands in flight.
+        /// Commands or transactions in flight.
         in_flight: u32,
     },
+    /// A store operation other than a transaction failed.
+    #[error("{what}")]
+    Store {
+        /// What was asked of the store ("mkfs", "open the store", ...).
+        what: &'static str,
+        /// The store's error.
+        #[source]
+        source: StoreError,
+    },
+    /// A transaction was refused or failed.
+    #[error("transaction \"{action}\" failed")]
+    Txn {
+        /// What the transaction did.
+        action: String,
+        /// The store's error.
+        #[source]
+        source: StoreError,
+    },
+    /// fsck found problems in the store.
+    #[error("fsck found {} problem(s): {}", .0.len(), .0.join("; "))]
+    Fsck(Vec<String>),
+    /// The crash explorer found recovered states the journal mode does not allow.
+    #[error("{0} violation(s) of the journal mode's guarantees")]
+    Violations(u64),
     /// The report could not be encoded.
     #[error("encode the report as JSON")]
     Json(#[from] serde_json::Error),

@@ -5,19 +5,29 @@
 //! - `raw`: one thread drives one queue pair of a driver (null, sim, psync, uring) directly,
 //!   keeping `--qd` commands in flight, and reports IOPS, MiB/s, latency percentiles and
 //!   CPU time per command. It measures a driver, with nothing of the engine above it.
+//! - `engine`: one thread keeps `--qd` transactions in flight in a whole store (sim, psync,
+//!   uring) and reports IOPS, latency percentiles, write amplification, device commands per
+//!   transaction and CPU time per transaction; the store must pass fsck afterwards.
+//! - `crash`: the engine's crash explorer: power cuts on the sim device, recovery, and a
+//!   check of every object against what the journal mode guarantees.
+//! - `fsck`: recovers the store on a file or block device and checks it.
 //!
 //! The pieces: [`cli`] parses the command line; [`device`] opens the driver it names and
 //! hands the concrete device to a generic job, so each driver gets its own compiled hot
-//! loop; [`raw`] is the load generator; [`report`] turns a measurement into a table or
-//! JSON; [`cpu`] reads the process's CPU time.
+//! loop; [`raw`] and [`engine`] are the load generators; [`report`] turns a measurement
+//! into a table or JSON; [`crash`] and [`fsck`] run the engine's checkers and print what
+//! they found; [`cpu`] reads the process's CPU time.
 //!
-//! Exit codes: 0 success; 1 the benchmark failed (the message names the operation and each
-//! cause); 2 a usage error.
+//! Exit codes: 0 success; 1 the benchmark failed, or a check found a problem (the message
+//! names the operation and each cause); 2 a usage error.
 
 mod cli;
 mod cpu;
+mod crash;
 mod device;
+mod engine;
 mod error;
+mod fsck;
 mod raw;
 mod report;
 
@@ -60,6 +70,33 @@ fn run(command: Command) -> Result<(), BenchError> {
                 print!("{}", report::table(&[report]));
             }
             Ok(())
+        }
+        Command::Engine(args) => {
+            let report = engine::run(&args)?;
+            if args.json {
+                println!("{}", report.to_json()?);
+            } else {
+                print!("{}", report::engine_table(&[report]));
+            }
+            Ok(())
+        }
+        Command::Crash(args) => {
+            let summary = crash::run(&args);
+            if args.json {
+                println!("{}", summary.to_json()?);
+            } else {
+                print!("{}", summary.table());
+            }
+            summary.verdict()
+        }
+        Command::Fsck(args) => {
+            let out = fsck::run(&args)?;
+            if args.json {
+                println!("{}", out.to_json()?);
+            } else {
+                print!("{}", out.table());
+            }
+            out.verdict()
         }
     }
 }

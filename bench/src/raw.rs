@@ -27,24 +27,27 @@ use keel_drivers::{
     QpairOptions, QueuePair,
 };
 
-use crate::cli::{RawArgs, Stop, Workload};
+use crate::cli::{RawArgs, Stop, Workload, RAW_DEVICE};
 use crate::cpu::CpuTime;
 use crate::device::{self, DeviceJob};
 use crate::error::BenchError;
-use crate::report::RawReport;
+use crate::report::{latency_histogram, RawReport};
 
 /// How long the loop waits for a completion, with commands in flight, before it gives up.
-const STALL_LIMIT: Duration = Duration::from_secs(30);
+pub const STALL_LIMIT: Duration = Duration::from_secs(30);
 
 /// Empty polls between two looks at the clock for a stall.
-const POLLS_PER_STALL_CHECK: u32 = 1 << 12;
-
-/// Largest latency the histogram holds exactly, in nanoseconds (longer ones count as this).
-const LATENCY_NS_MAX: u64 = 3_600_000_000_000;
+pub const POLLS_PER_STALL_CHECK: u32 = 1 << 12;
 
 /// Runs `keel-bench raw` as the arguments say.
 pub fn run(args: &RawArgs) -> Result<RawReport, BenchError> {
-    device::open(&args.device, args.seed, args.bs, RawJob { args })
+    device::open(
+        &args.device,
+        &RAW_DEVICE,
+        args.seed,
+        args.bs,
+        RawJob { args },
+    )
 }
 
 struct RawJob<'a> {
@@ -60,9 +63,12 @@ impl DeviceJob for RawJob<'_> {
             workload: args.workload,
             bs: args.bs,
             qd: args.qd,
-            span_bytes: args.device.size,
-            warmup: Duration::from_secs_f64(args.warmup_seconds),
-            stop: args.stop(),
+            span_bytes: args
+                .device
+                .size(&RAW_DEVICE)
+                .expect("raw has a default --size"),
+            warmup: Duration::from_secs_f64(args.measure.warmup_seconds),
+            stop: args.measure.stop(),
             seed: args.seed,
         };
         let geometry = device.geometry();
@@ -157,8 +163,7 @@ pub fn run_load<Q: QueuePair>(
             in_flight: false,
         });
     }
-    let latency_ns = Histogram::new_with_bounds(1, LATENCY_NS_MAX, 3)
-        .expect("histogram bounds are valid constants");
+    let latency_ns = latency_histogram();
     let mut gen = Generator {
         qp,
         workload: spec.workload,
@@ -371,7 +376,7 @@ impl<Q: QueuePair> Generator<'_, Q> {
 }
 
 /// `after - before`, counter by counter.
-fn stats_delta(after: &IoStats, before: &IoStats) -> IoStats {
+pub fn stats_delta(after: &IoStats, before: &IoStats) -> IoStats {
     let mut d = IoStats::default();
     for op in Op::ALL {
         let i = op.index();

@@ -6,7 +6,16 @@ use hdrhistogram::Histogram;
 use keel_drivers::{Geometry, Op};
 use serde::Serialize;
 
+use crate::engine::{EngineRun, EngineSpec};
 use crate::raw::{LoadRun, LoadSpec};
+
+/// Largest latency a histogram holds exactly, in nanoseconds (longer ones count as this).
+const LATENCY_NS_MAX: u64 = 3_600_000_000_000;
+
+/// An empty histogram of latencies in nanoseconds, 3 significant digits, up to an hour.
+pub fn latency_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, LATENCY_NS_MAX, 3).expect("histogram bounds are valid constants")
+}
 
 /// Latency percentiles in microseconds.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
@@ -138,7 +147,18 @@ impl RawReport {
     }
 }
 
-const COLUMNS: [(&str, usize); 12] = [
+/// A table's columns: header and width. The first `left` are left-aligned, the rest right.
+struct Columns {
+    names: &'static [(&'static str, usize)],
+    left: usize,
+}
+
+const RAW_COLUMNS: Columns = Columns {
+    names: &RAW_COLUMN_NAMES,
+    left: 2,
+};
+
+const RAW_COLUMN_NAMES: [(&str, usize); 12] = [
     ("driver", 7),
     ("workload", 10),
     ("bs", 6),
@@ -157,8 +177,7 @@ const COLUMNS: [(&str, usize); 12] = [
 /// two.
 pub fn table(reports: &[RawReport]) -> String {
     let mut out = String::new();
-    let header: Vec<&str> = COLUMNS.iter().map(|(name, _)| *name).collect();
-    push_row(&mut out, &header);
+    push_header(&mut out, &RAW_COLUMNS);
     for r in reports {
         let cells = [
             r.driver.clone(),
@@ -174,24 +193,206 @@ pub fn table(reports: &[RawReport]) -> String {
             format!("{:.2}", r.cpu_seconds),
             format!("{:.2}", r.cpu_us_per_op),
         ];
-        let cells: Vec<&str> = cells.iter().map(String::as_str).collect();
-        push_row(&mut out, &cells);
+        push_row(&mut out, &RAW_COLUMNS, &cells);
     }
     out
 }
 
-fn push_row(out: &mut String, cells: &[&str]) {
-    for (i, (cell, (_, width))) in cells.iter().zip(COLUMNS).enumerate() {
+fn push_header(out: &mut String, columns: &Columns) {
+    let header: Vec<String> = columns.names.iter().map(|(n, _)| (*n).to_owned()).collect();
+    push_row(out, columns, &header);
+}
+
+fn push_row(out: &mut String, columns: &Columns, cells: &[String]) {
+    for (i, (cell, (_, width))) in cells.iter().zip(columns.names).enumerate() {
         let sep = if i == 0 { "" } else { " " };
         // Pad by characters, not bytes: "µ" is two bytes.
         let pad = width.saturating_sub(cell.chars().count());
-        if i < 2 {
+        if i < columns.left {
             let _ = write!(out, "{sep}{cell}{:pad$}", "");
         } else {
             let _ = write!(out, "{sep}{:pad$}{cell}", "");
         }
     }
     out.push('\n');
+}
+
+/// The result of one `keel-bench engine` run. Serialised as is for `--json`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct EngineReport {
+    /// Which benchmark: "engine".
+    pub bench: &'static str,
+    /// Driver name.
+    pub driver: String,
+    /// Journal mode.
+    pub mode: String,
+    /// Workload name.
+    pub workload: String,
+    /// Bytes per write.
+    pub bs: u32,
+    /// Transactions in flight.
+    pub qd: u32,
+    /// Objects of each kind.
+    pub objects: u64,
+    /// Bytes per object.
+    pub object_size: u64,
+    /// The device's logical block size.
+    pub block_size: u32,
+    /// Measured seconds, first queue to last completion.
+    pub seconds: f64,
+    /// Transactions measured.
+    pub ops: u64,
+    /// Transactions per second.
+    pub iops: f64,
+    /// Queue-to-completion latency.
+    pub lat_us: LatencyUs,
+    /// Bytes of client data in the committed transactions.
+    pub client_bytes_written: u64,
+    /// Bytes the device wrote, data and journal queue pairs together.
+    pub device_bytes_written: u64,
+    /// Of which the journal queue pair (batches and checkpoints).
+    pub journal_bytes_written: u64,
+    /// Write commands the device completed.
+    pub device_write_cmds: u64,
+    /// Read commands (read-modify-write of partial pages).
+    pub device_read_cmds: u64,
+    /// Flush commands.
+    pub flushes: u64,
+    /// Device bytes written per client byte (0 when no client data).
+    pub write_amplification: f64,
+    /// Device write commands per committed transaction.
+    pub device_writes_per_client_write: f64,
+    /// Journal batches written.
+    pub batches: u64,
+    /// Entries per batch, on average.
+    pub avg_batch_entries: f64,
+    /// Checkpoints written.
+    pub checkpoints: u64,
+    /// Data pages written into fresh extents.
+    pub fresh_pages: u64,
+    /// Data pages rewritten in place.
+    pub overwrite_pages: u64,
+    /// Process CPU seconds, user plus system, during the measurement (final drain included).
+    pub cpu_seconds: f64,
+    /// Of which user mode.
+    pub cpu_user_seconds: f64,
+    /// Of which kernel.
+    pub cpu_sys_seconds: f64,
+    /// CPU microseconds per transaction.
+    pub cpu_us_per_op: f64,
+    /// Seed of the workload.
+    pub seed: u64,
+}
+
+/// `n / d`, or 0 when `d` is 0.
+fn ratio(n: f64, d: f64) -> f64 {
+    if d > 0.0 {
+        n / d
+    } else {
+        0.0
+    }
+}
+
+impl EngineReport {
+    /// Assembles the report of one measurement.
+    pub fn new(driver: &str, spec: &EngineSpec, block_size: u32, run: &EngineRun) -> Self {
+        let seconds = run.elapsed.as_secs_f64();
+        let s = &run.shards;
+        let cpu_seconds = run.cpu.total_s();
+        EngineReport {
+            bench: "engine",
+            driver: driver.to_owned(),
+            mode: spec.mode.as_str().to_owned(),
+            workload: spec.workload().as_str().to_owned(),
+            bs: spec.shape.bs as u32,
+            qd: spec.qd,
+            objects: spec.shape.objects,
+            object_size: spec.shape.object_size,
+            block_size,
+            seconds,
+            ops: run.ops,
+            iops: ratio(run.ops as f64, seconds),
+            lat_us: LatencyUs::from_ns(&run.latency_ns),
+            client_bytes_written: s.client_bytes,
+            device_bytes_written: run.device.bytes(Op::Write),
+            journal_bytes_written: run.journal.bytes(Op::Write),
+            device_write_cmds: run.device.cmds(Op::Write),
+            device_read_cmds: run.device.cmds(Op::Read),
+            flushes: run.device.cmds(Op::Flush),
+            write_amplification: ratio(run.device.bytes(Op::Write) as f64, s.client_bytes as f64),
+            device_writes_per_client_write: ratio(
+                run.device.cmds(Op::Write) as f64,
+                s.txns_committed as f64,
+            ),
+            batches: s.batches,
+            avg_batch_entries: ratio(s.batch_entries as f64, s.batches as f64),
+            checkpoints: s.checkpoints,
+            fresh_pages: s.fresh_pages,
+            overwrite_pages: s.overwrite_pages,
+            cpu_seconds,
+            cpu_user_seconds: run.cpu.user_s,
+            cpu_sys_seconds: run.cpu.sys_s,
+            cpu_us_per_op: ratio(cpu_seconds * 1e6, run.ops as f64),
+            seed: spec.seed,
+        }
+    }
+
+    /// The report as one line of JSON.
+    pub fn to_json(&self) -> Result<String, serde_json::Error> {
+        serde_json::to_string(self)
+    }
+}
+
+const ENGINE_COLUMNS: Columns = Columns {
+    names: &[
+        ("driver", 6),
+        ("mode", 13),
+        ("workload", 9),
+        ("bs", 5),
+        ("qd", 4),
+        ("iops", 10),
+        ("p50 µs", 9),
+        ("p99 µs", 9),
+        ("p99.9 µs", 9),
+        ("max µs", 9),
+        ("WA", 6),
+        ("wr/txn", 6),
+        ("flush/txn", 9),
+        ("batch", 6),
+        ("ckpt", 4),
+        ("cpu µs/op", 9),
+    ],
+    left: 3,
+};
+
+/// A table of engine runs, like [`table`]: WA is write amplification, wr/txn and
+/// flush/txn device commands per transaction, batch the entries per journal batch, ckpt
+/// the checkpoints written.
+pub fn engine_table(reports: &[EngineReport]) -> String {
+    let mut out = String::new();
+    push_header(&mut out, &ENGINE_COLUMNS);
+    for r in reports {
+        let cells = [
+            r.driver.clone(),
+            r.mode.clone(),
+            r.workload.clone(),
+            human_bytes(u64::from(r.bs)),
+            r.qd.to_string(),
+            format!("{:.0}", r.iops),
+            format!("{:.1}", r.lat_us.p50),
+            format!("{:.1}", r.lat_us.p99),
+            format!("{:.1}", r.lat_us.p999),
+            format!("{:.1}", r.lat_us.max),
+            format!("{:.3}", r.write_amplification),
+            format!("{:.3}", r.device_writes_per_client_write),
+            format!("{:.3}", ratio(r.flushes as f64, r.ops as f64)),
+            format!("{:.1}", r.avg_batch_entries),
+            r.checkpoints.to_string(),
+            format!("{:.2}", r.cpu_us_per_op),
+        ];
+        push_row(&mut out, &ENGINE_COLUMNS, &cells);
+    }
+    out
 }
 
 /// `4096` as `4k`, `1048576` as `1m`; bytes when not a whole number of KiB.

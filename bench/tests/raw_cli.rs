@@ -1,49 +1,18 @@
 //! `keel-bench raw` end to end: the built binary on each driver that needs no hardware,
 //! its JSON, its exit codes and its messages.
 
+mod common;
+
 use std::path::Path;
-use std::process::{Command, Output};
 
+use common::{bench, bench_json, f, parse_json, u};
 use serde_json::Value;
-
-fn bench(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_keel-bench"))
-        .args(args)
-        .output()
-        .expect("run keel-bench")
-}
 
 /// Runs `keel-bench raw <args> --json`, checks it succeeded, and parses its one JSON object.
 fn raw_json(args: &[&str]) -> Value {
     let mut all = vec!["raw"];
     all.extend_from_slice(args);
-    all.push("--json");
-    parse_json(&bench(&all), &all)
-}
-
-/// Checks that a `--json` run succeeded and parses its one JSON object.
-fn parse_json(out: &Output, args: &[&str]) -> Value {
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "keel-bench {args:?} failed ({}): {stderr}",
-        out.status
-    );
-    assert_eq!(stdout.lines().count(), 1, "one JSON line: {stdout}");
-    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("bad JSON ({e}): {stdout}"))
-}
-
-fn u(v: &Value, key: &str) -> u64 {
-    v[key]
-        .as_u64()
-        .unwrap_or_else(|| panic!("{key} is not an integer in {v}"))
-}
-
-fn f(v: &Value, key: &str) -> f64 {
-    v[key]
-        .as_f64()
-        .unwrap_or_else(|| panic!("{key} is not a number in {v}"))
+    bench_json(&all)
 }
 
 /// The checks every successful run must pass: the figures add up.

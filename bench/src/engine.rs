@@ -1,0 +1,515 @@
+//! `keel-bench engine`: transactions through a whole store, one thread, `qd` in flight.
+//!
+//! ```text
+//!   mkfs (--mode) ─► open ─► mkcoll ─► lay the objects out ─► [warm-up] ─► drain ─► counters
+//!     ─► measured phase ─► drain ─► counters ─► fsck (must be clean) ─► close
+//! ```
+//!
+//! A phase keeps `qd` transactions in flight: it queues until `qd` are, polls the store,
+//! takes its completions, and queues again. What each transaction does comes from
+//! [`workload`]; a failed one stops the run with its error. Like `raw`, a phase counts the
+//! transactions queued in it and ends when all of them have completed, so `--ops N`
+//! measures exactly N.
+//!
+//! A transaction's latency runs from just before `Store::queue` to the poll that handed
+//! back its completion (one clock read per poll that returned any). The device figures are
+//! deltas of the store's counters, each read after a drain: what a measured transaction
+//! set going after its acknowledgement (a full-journal transaction's home writes, a
+//! checkpoint) counts in the phase that caused it.
+
+pub mod workload;
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use keel_drivers::{BlockDevice, IoStats};
+use keel_engine::{
+    JournalMode, MkfsOptions, ShardConfig, ShardStats, Store, StoreError, Transaction, TxnId, PAGE,
+};
+
+use crate::cli::{EngineArgs, EngineWorkload, Stop, ENGINE_DEVICE};
+use crate::cpu::CpuTime;
+use crate::device::{self, DeviceJob};
+use crate::error::BenchError;
+use crate::raw::{stats_delta, POLLS_PER_STALL_CHECK, STALL_LIMIT};
+use crate::report::{latency_histogram, EngineReport};
+use workload::{Action, Generator, Shape, COLL, PREFILL_CHUNK_BYTES};
+
+/// Runs `keel-bench engine` as the arguments say.
+pub fn run(args: &EngineArgs) -> Result<EngineReport, BenchError> {
+    let cfg = shard_config(args.qd, args.bs);
+    let transfer = cfg.io_buf_bytes.max(cfg.journal_buf_bytes) as u32;
+    device::open(
+        &args.device,
+        &ENGINE_DEVICE,
+        args.seed,
+        transfer,
+        EngineJob { args, cfg },
+    )
+}
+
+/// Data DMA buffers at most, whatever `qd` and `bs` ask for (128 KiB each: 256 MiB).
+const MAX_IO_BUFS: u32 = 2048;
+
+/// The default shard configuration, with room for `qd` transactions of `bs` bytes each:
+/// data queue depth, data buffers and the transaction limit grow with `qd`.
+pub fn shard_config(qd: u32, bs: u32) -> ShardConfig {
+    let d = ShardConfig::default();
+    let bufs_per_txn = (bs as usize).div_ceil(d.io_buf_bytes) as u32;
+    ShardConfig {
+        data_depth: d.data_depth.max(qd),
+        io_bufs: d.io_bufs.max(qd * bufs_per_txn).min(MAX_IO_BUFS),
+        max_txns: d.max_txns.max(2 * qd),
+        ..d
+    }
+}
+
+struct EngineJob<'a> {
+    args: &'a EngineArgs,
+    cfg: ShardConfig,
+}
+
+impl DeviceJob for EngineJob<'_> {
+    type Output = EngineReport;
+
+    fn run<D: BlockDevice>(self, device: D) -> Result<EngineReport, BenchError> {
+        let args = self.args;
+        let block_size = device.geometry().block_size;
+        if args.bs % block_size != 0 {
+            return Err(BenchError::Geometry(format!(
+                "--bs {} is not a multiple of the device's {block_size}-byte block",
+                args.bs
+            )));
+        }
+        let mode = JournalMode::from(args.mode);
+        let sb =
+            Store::mkfs(&device, &MkfsOptions::new(mode)).map_err(|source| BenchError::Store {
+                what: "mkfs",
+                source,
+            })?;
+        let data_bytes = sb.shards.iter().map(|l| l.data_pages).sum::<u64>() * PAGE;
+        let shape = shape(args, data_bytes)?;
+        let mut store = Store::open(device, self.cfg).map_err(|source| BenchError::Store {
+            what: "open the store",
+            source,
+        })?;
+        let mut setup = Transaction::new();
+        setup.mkcoll(COLL);
+        store
+            .submit_sync(setup)
+            .map_err(|source| BenchError::Store {
+                what: "create the collection",
+                source,
+            })?;
+        let spec = EngineSpec {
+            mode,
+            shape,
+            qd: args.qd,
+            warmup: Duration::from_secs_f64(args.measure.warmup_seconds),
+            stop: args.measure.stop(),
+            seed: args.seed,
+        };
+        let run = measure(&mut store, &spec)?;
+        let fsck = store.fsck();
+        if !fsck.is_clean() {
+            return Err(BenchError::Fsck(fsck.errors));
+        }
+        store.close().map_err(|source| BenchError::Store {
+            what: "close the store",
+            source,
+        })?;
+        Ok(EngineReport::new(
+            args.device.driver.as_str(),
+            &spec,
+            block_size,
+            &run,
+        ))
+    }
+}
+
+/// The workload's sizes: --object-size, or the default for the store's data area; and
+/// the objects must fit in that area.
+fn shape(args: &EngineArgs, data_bytes: u64) -> Result<Shape, BenchError> {
+    let (workload, objects, bs) = (args.workload, u64::from(args.objects), u64::from(args.bs));
+    let object_size = match args.object_size {
+        Some(size) => size,
+        None => Shape::default_object_size(workload, objects, bs, data_bytes).ok_or_else(|| {
+            BenchError::Geometry(format!(
+                "--objects {objects} of at least --bs {bs} bytes do not fit in half of the \
+                 store's {data_bytes}-byte data area: lower --objects or raise --size"
+            ))
+        })?,
+    };
+    let shape = Shape {
+        workload,
+        bs,
+        objects,
+        object_size,
+    };
+    let footprint = shape.footprint_bytes();
+    if footprint > data_bytes / 10 * 9 {
+        return Err(BenchError::Geometry(format!(
+            "--objects {objects} of --object-size {object_size} ({footprint} bytes with \
+             --workload {}) do not fit in 90% of the store's {data_bytes}-byte data area: \
+             lower them or raise --size",
+            workload.as_str()
+        )));
+    }
+    Ok(shape)
+}
+
+/// What to run.
+#[derive(Clone, Debug)]
+pub struct EngineSpec {
+    /// The store's journal mode.
+    pub mode: JournalMode,
+    /// The workload and its sizes.
+    pub shape: Shape,
+    /// Transactions in flight.
+    pub qd: u32,
+    /// Unmeasured run first; zero for none.
+    pub warmup: Duration,
+    /// When the measurement stops.
+    pub stop: Stop,
+    /// Seed of the workload.
+    pub seed: u64,
+}
+
+impl EngineSpec {
+    /// The workload.
+    pub fn workload(&self) -> EngineWorkload {
+        self.shape.workload
+    }
+}
+
+/// What a measurement saw.
+#[derive(Debug)]
+pub struct EngineRun {
+    /// Transactions completed (all queued in the measured phase).
+    pub ops: u64,
+    /// From the first queue to the last completion.
+    pub elapsed: Duration,
+    /// Latency of each transaction, queue to completion, in nanoseconds.
+    pub latency_ns: Histogram<u64>,
+    /// What the shards counted during the measurement.
+    pub shards: ShardStats,
+    /// What the queue pairs counted, all of them.
+    pub device: IoStats,
+    /// What the journal queue pairs counted.
+    pub journal: IoStats,
+    /// CPU time of the process during the measurement, final drain included.
+    pub cpu: CpuTime,
+}
+
+/// Lays the objects out, warms up, and measures, on a store holding collection [`COLL`].
+pub fn measure<D: BlockDevice>(
+    store: &mut Store<D>,
+    spec: &EngineSpec,
+) -> Result<EngineRun, BenchError> {
+    let mut pump = Pump::new(store, spec);
+    let mut prefill = spec.shape.prefill().into_iter();
+    pump.phase(&mut || prefill.next(), Stop::Ops(u64::MAX), false)?;
+    let mut gen = Generator::new(spec.shape, spec.seed);
+    let mut next = || Some(gen.next_action());
+    if !spec.warmup.is_zero() {
+        pump.phase(&mut next, Stop::Seconds(spec.warmup.as_secs_f64()), false)?;
+    }
+    pump.drain()?;
+    let before = pump.store.stats();
+    let cpu_before = CpuTime::now();
+    let (ops, elapsed) = pump.phase(&mut next, spec.stop, true)?;
+    pump.drain()?;
+    let cpu = CpuTime::now() - cpu_before;
+    let after = pump.store.stats();
+    Ok(EngineRun {
+        ops,
+        elapsed,
+        latency_ns: pump.latency_ns,
+        shards: shard_stats_delta(&after.shards, &before.shards),
+        device: stats_delta(&after.device(), &before.device()),
+        journal: stats_delta(&after.journal_io, &before.journal_io),
+        cpu,
+    })
+}
+
+/// Keeps transactions in flight in a store.
+struct Pump<'s, D: BlockDevice> {
+    store: &'s mut Store<D>,
+    qd: usize,
+    /// Each transaction in flight: when it was queued, and what it does.
+    in_flight: HashMap<TxnId, (Instant, Action)>,
+    /// Completions of the last poll, handled after it returns.
+    done: Vec<(TxnId, keel_engine::Result<()>)>,
+    /// Seeded bytes every write takes its data from.
+    data: Vec<u8>,
+    latency_ns: Histogram<u64>,
+}
+
+impl<'s, D: BlockDevice> Pump<'s, D> {
+    fn new(store: &'s mut Store<D>, spec: &EngineSpec) -> Self {
+        let qd = spec.qd as usize;
+        let mut data = vec![0u8; spec.shape.bs.max(PREFILL_CHUNK_BYTES) as usize];
+        fastrand::Rng::with_seed(spec.seed ^ 0x5bd1_e995).fill(&mut data);
+        Pump {
+            store,
+            qd,
+            in_flight: HashMap::with_capacity(qd),
+            done: Vec::with_capacity(qd),
+            data,
+            latency_ns: latency_histogram(),
+        }
+    }
+
+    /// Queues what `next` gives until `stop` (or until it gives nothing), then waits for
+    /// the rest. Returns the transactions queued (and so completed) and the time from the
+    /// first queue to the last completion.
+    fn phase(
+        &mut self,
+        next: &mut dyn FnMut() -> Option<Action>,
+        stop: Stop,
+        record: bool,
+    ) -> Result<(u64, Duration), BenchError> {
+        let start = Instant::now();
+        let deadline = match stop {
+            Stop::Seconds(s) => Some(start + Duration::from_secs_f64(s)),
+            Stop::Ops(_) => None,
+        };
+        let budget = match stop {
+            Stop::Ops(n) => n,
+            Stop::Seconds(_) => u64::MAX,
+        };
+        let mut queued = 0u64;
+        let mut exhausted = false;
+        let mut now = start;
+        let mut last_progress = start;
+        let mut empty_polls = 0u32;
+        loop {
+            let open = !exhausted && queued < budget && deadline.is_none_or(|d| now < d);
+            if open {
+                while self.in_flight.len() < self.qd && queued < budget {
+                    let Some(action) = next() else {
+                        exhausted = true;
+                        break;
+                    };
+                    self.queue(action)?;
+                    queued += 1;
+                }
+            }
+            if self.in_flight.is_empty() {
+                break;
+            }
+            self.store.poll();
+            let done = &mut self.done;
+            if self.store.take_completions(|id, r| done.push((id, r))) == 0 {
+                empty_polls += 1;
+                if empty_polls % POLLS_PER_STALL_CHECK == 0 && last_progress.elapsed() > STALL_LIMIT
+                {
+                    return Err(BenchError::Stalled {
+                        seconds: STALL_LIMIT.as_secs(),
+                        in_flight: self.in_flight.len() as u32,
+                    });
+                }
+                continue;
+            }
+            now = Instant::now();
+            last_progress = now;
+            self.complete(now, record)?;
+        }
+        Ok((queued, now.duration_since(start)))
+    }
+
+    fn queue(&mut self, action: Action) -> Result<(), BenchError> {
+        let txn = action.txn(&self.data);
+        let at = Instant::now();
+        let id = self.store.queue(txn).map_err(|source| BenchError::Txn {
+            action: action.to_string(),
+            source,
+        })?;
+        self.in_flight.insert(id, (at, action));
+        Ok(())
+    }
+
+    /// Handles the completions of the last poll: records latencies. The first failed
+    /// transaction is an error.
+    fn complete(&mut self, now: Instant, record: bool) -> Result<(), BenchError> {
+        let mut failure = None;
+        for (id, result) in self.done.drain(..) {
+            let (at, action) = self
+                .in_flight
+                .remove(&id)
+                .unwrap_or_else(|| panic!("completion of unknown transaction {id}"));
+            if record {
+                let ns = now.duration_since(at).as_nanos();
+                self.latency_ns
+                    .saturating_record(u64::try_from(ns).unwrap_or(u64::MAX));
+            }
+            if let Err(source) = result {
+                failure.get_or_insert(BenchError::Txn {
+                    action: action.to_string(),
+                    source,
+                });
+            }
+        }
+        failure.map_or(Ok(()), Err)
+    }
+
+    /// Waits until nothing is in flight in the store: no home writes, no checkpoint.
+    fn drain(&mut self) -> Result<(), BenchError> {
+        self.store
+            .drain()
+            .map_err(|source: StoreError| BenchError::Store {
+                what: "drain the store",
+                source,
+            })
+    }
+}
+
+/// `after - before`, counter by counter.
+fn shard_stats_delta(after: &ShardStats, before: &ShardStats) -> ShardStats {
+    ShardStats {
+        txns_committed: after.txns_committed - before.txns_committed,
+        txns_failed: after.txns_failed - before.txns_failed,
+        client_bytes: after.client_bytes - before.client_bytes,
+        full_journal_txns: after.full_journal_txns - before.full_journal_txns,
+        batches: after.batches - before.batches,
+        batch_entries: after.batch_entries - before.batch_entries,
+        batch_bytes: after.batch_bytes - before.batch_bytes,
+        flushes: after.flushes - before.flushes,
+        checkpoints: after.checkpoints - before.checkpoints,
+        fresh_pages: after.fresh_pages - before.fresh_pages,
+        overwrite_pages: after.overwrite_pages - before.overwrite_pages,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use keel_drivers::sim::{SimConfig, SimDevice};
+    use keel_drivers::Op;
+
+    use super::*;
+
+    fn store(mode: JournalMode, qd: u32) -> Store<SimDevice> {
+        let mut cfg = SimConfig::new(512, (64 << 20) / 512);
+        cfg.volatile_write_cache = true;
+        let dev = SimDevice::new(cfg).unwrap();
+        Store::mkfs(&dev, &MkfsOptions::new(mode)).unwrap();
+        let mut store = Store::open(dev, shard_config(qd, 4096)).unwrap();
+        let mut t = Transaction::new();
+        t.mkcoll(COLL);
+        store.submit_sync(t).unwrap();
+        store
+    }
+
+    fn spec(mode: JournalMode, workload: EngineWorkload, qd: u32, stop: Stop) -> EngineSpec {
+        EngineSpec {
+            mode,
+            shape: Shape {
+                workload,
+                bs: 4096,
+                objects: 16,
+                object_size: 64 << 10,
+            },
+            qd,
+            warmup: Duration::ZERO,
+            stop,
+            seed: 5,
+        }
+    }
+
+    #[test]
+    fn an_ops_budget_is_measured_exactly_and_counted() {
+        for workload in [
+            EngineWorkload::Randwrite,
+            EngineWorkload::Overwrite,
+            EngineWorkload::Append,
+            EngineWorkload::Create,
+            EngineWorkload::Mixed,
+        ] {
+            let mode = JournalMode::MetadataOnly;
+            let mut store = store(mode, 8);
+            let s = spec(mode, workload, 8, Stop::Ops(500));
+            let run = measure(&mut store, &s).unwrap();
+            assert_eq!(run.ops, 500, "{workload:?}");
+            assert_eq!(run.latency_ns.len(), 500);
+            assert_eq!(run.shards.txns_committed, 500);
+            assert_eq!(run.shards.txns_failed, 0);
+            let writes = if workload == EngineWorkload::Mixed {
+                // setattr carries no data.
+                assert!(run.shards.client_bytes < 500 * 4096);
+                run.shards.client_bytes / 4096
+            } else {
+                assert_eq!(run.shards.client_bytes, 500 * 4096, "{workload:?}");
+                500
+            };
+            // Each write's data once, in place or fresh, plus the journal.
+            assert!(run.device.bytes(Op::Write) > writes * 4096, "{workload:?}");
+            assert!(run.journal.cmds(Op::Write) > 0);
+            assert!(store.fsck().is_clean(), "{:?}", store.fsck());
+        }
+    }
+
+    #[test]
+    fn overwrites_stay_in_place_and_full_mode_writes_twice() {
+        let mut meta = store(JournalMode::MetadataOnly, 4);
+        let s = spec(
+            JournalMode::MetadataOnly,
+            EngineWorkload::Overwrite,
+            4,
+            Stop::Ops(300),
+        );
+        let run = measure(&mut meta, &s).unwrap();
+        assert_eq!(run.shards.overwrite_pages, 300);
+        assert_eq!(run.shards.fresh_pages, 0);
+
+        let mut full = store(JournalMode::Full, 4);
+        let s = spec(
+            JournalMode::Full,
+            EngineWorkload::Overwrite,
+            4,
+            Stop::Ops(300),
+        );
+        let run = measure(&mut full, &s).unwrap();
+        assert_eq!(run.shards.full_journal_txns, 300);
+        let client = run.shards.client_bytes as f64;
+        assert!(
+            run.device.bytes(Op::Write) as f64 >= 2.0 * client,
+            "{run:?}"
+        );
+    }
+
+    #[test]
+    fn a_duration_is_respected() {
+        let mode = JournalMode::MetadataOnly;
+        let mut store = store(mode, 4);
+        let mut s = spec(mode, EngineWorkload::Randwrite, 4, Stop::Seconds(0.2));
+        s.warmup = Duration::from_millis(50);
+        let run = measure(&mut store, &s).unwrap();
+        let secs = run.elapsed.as_secs_f64();
+        assert!((0.2..0.5).contains(&secs), "{secs}");
+        assert!(run.ops > 10);
+        assert_eq!(run.shards.txns_committed, run.ops);
+    }
+
+    #[test]
+    fn objects_that_do_not_fit_are_refused() {
+        let cli = |extra: &[&str]| {
+            use clap::Parser;
+            let mut all = vec!["keel-bench", "engine", "--driver", "sim", "--mode", "full"];
+            all.extend_from_slice(extra);
+            match crate::cli::Cli::try_parse_from(all).unwrap().command {
+                crate::cli::Command::Engine(e) => e,
+                _ => unreachable!(),
+            }
+        };
+        let args = cli(&["--objects", "64", "--object-size", "4m"]);
+        let err = shape(&args, 128 << 20).unwrap_err().to_string();
+        assert!(err.contains("do not fit in 90%"), "{err}");
+        let args = cli(&["--objects", "100000"]);
+        let err = shape(&args, 128 << 20).unwrap_err().to_string();
+        assert!(err.contains("lower --objects"), "{err}");
+        let args = cli(&[]);
+        let s = shape(&args, 224 << 20).unwrap();
+        assert_eq!(s.object_size, 64 << 10);
+    }
+}
