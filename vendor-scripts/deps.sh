@@ -8,6 +8,10 @@ need=()
 command -v cc >/dev/null || need+=(gcc libc6-dev)
 command -v fio >/dev/null || need+=(fio)
 command -v python3 >/dev/null || need+=(python3)
+# The C API's tests (vendor-scripts/c-tests.sh).
+command -v g++ >/dev/null || need+=(g++)
+command -v pkg-config >/dev/null || need+=(pkg-config)
+command -v valgrind >/dev/null || need+=(valgrind)
 for p in ${KEEL_DEPS_EXTRA:-}; do need+=("$p"); done
 
 if [ ${#need[@]} -gt 0 ]; then

@@ -2,9 +2,11 @@
 # Runs every Keel test that this machine can run: the workspace's unit and integration
 # tests (drivers on temp files, the simulated device, DMA pools with hugepages when root).
 # Tests that need root, hugepages or QEMU skip with a message where those are missing.
+# Then the C API's tests (vendor-scripts/c-tests.sh: C compilers, valgrind).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source vendor-scripts/deps.sh
 
 echo "== cargo test (workspace)"
 cargo test --workspace --locked 2>&1
+bash vendor-scripts/c-tests.sh

@@ -24,9 +24,11 @@
 //! - [`null`]: completes at once, moves no data: the cost of the software alone.
 //! - [`psync`]: pread/pwrite on O_DIRECT: the plain kernel path.
 //! - [`uring`]: io_uring on O_DIRECT with registered buffers and files: the best kernel path.
+//! - [`any`]: one device type over sim, psync and uring, for a driver chosen at run time.
 //!
 //! DMA memory ([`dma`]) comes from 2 MiB hugepages when reserved, else aligned heap memory.
 
+pub mod any;
 pub mod command;
 pub mod dma;
 pub mod error;

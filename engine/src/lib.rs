@@ -24,6 +24,8 @@
 //!   gives the on-media format with byte diagrams and the ordering rules the code enforces.
 //! - [`crash`] is the crash explorer: a reference model, a seeded workload and an oracle of
 //!   what each journal mode guarantees after a power cut.
+//! - [`ffi`] is the C ABI (`libkeel`, header `engine/include/keel.h`) over a store on a
+//!   device chosen at run time.
 //! - Errors are [`StoreError`]s; input errors change nothing, and after a device fault a
 //!   shard refuses writes and says why.
 
@@ -31,6 +33,7 @@ pub mod alloc;
 pub mod codec;
 pub mod crash;
 pub mod error;
+pub mod ffi;
 pub mod fsck;
 pub mod journal;
 pub mod meta;

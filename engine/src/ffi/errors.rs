@@ -1,0 +1,77 @@
+//! Return codes: every call returns 0 (or a count) or a negative errno, never a panic.
+//!
+//! Engine errors become errnos through [`StoreError::errno`]; the library's own checks
+//! (handles, arguments, options) use the codes in the table below, which is also what
+//! [`keel_strerror`] prints. A panic inside the library is caught at the boundary and
+//! returned as `-EIO`.
+
+use std::ffi::{c_char, c_int, CStr};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use libc::{
+    E2BIG, EACCES, EAGAIN, EBADF, EBUSY, EEXIST, EFBIG, EINVAL, EIO, EISDIR, EMFILE, ENAMETOOLONG,
+    ENODEV, ENOENT, ENOMEM, ENOSPC, ENOTDIR, ENOTEMPTY, ENOTSUP, EPERM, ERANGE, EROFS, ESHUTDOWN,
+    EUCLEAN,
+};
+
+use crate::error::StoreError;
+
+/// What each code means when the library returns it.
+#[rustfmt::skip] // a table: one code per line
+const MESSAGES: &[(c_int, &CStr)] = &[
+    (0, c"success"),
+    (EINVAL, c"invalid argument (NULL pointer, bad option, malformed transaction)"),
+    (EBADF, c"not a live handle (closed, freed, never opened, or of another kind)"),
+    (EBUSY, c"handle in use by another call, or close called from its own callback"),
+    (ENOENT, c"no such collection, object, attribute, omap key or device path"),
+    (EEXIST, c"collection already exists"),
+    (ENOTEMPTY, c"collection is not empty"),
+    (ENAMETOOLONG, c"object name or key too long"),
+    (E2BIG, c"value, transaction data or operation count over its limit"),
+    (EFBIG, c"offset and length past the object size limit"),
+    (ERANGE, c"buffer too small for the value, or read offset past the end of the object"),
+    (ENOSPC, c"no space left in the data area, the journal or the metadata slot"),
+    (EAGAIN, c"too many transactions in flight: poll, then retry"),
+    (EROFS, c"store stopped after a device error and accepts no more writes"),
+    (EUCLEAN, c"not a Keel store, or its metadata is corrupt"),
+    (ENOTSUP, c"not supported (the NVMe device is not built yet, or the device lacks it)"),
+    (ENODEV, c"device is powered off"),
+    (ENOMEM, c"out of memory"),
+    (ESHUTDOWN, c"store was closed before the transaction finished"),
+    (EACCES, c"permission denied opening the device"),
+    (EPERM, c"operation not permitted on the device"),
+    (EISDIR, c"device path is a directory"),
+    (ENOTDIR, c"a component of the device path is not a directory"),
+    (EMFILE, c"too many open files"),
+    (EIO, c"I/O error, or an internal error (a panic caught inside the library)"),
+];
+
+/// A static, NUL-terminated description of a return code of this library (`rc` may be
+/// negative, as returned, or positive). Codes it does not return get a generic text.
+///
+/// Returns: never NULL; the string lives as long as the program.
+///
+/// Threading: any thread, any time.
+#[no_mangle]
+pub extern "C" fn keel_strerror(rc: c_int) -> *const c_char {
+    let code = rc.unsigned_abs();
+    MESSAGES
+        .iter()
+        .find(|(c, _)| c.unsigned_abs() == code)
+        .map_or(c"unknown error code", |(_, m)| *m)
+        .as_ptr()
+}
+
+/// The negative errno of an engine error.
+pub fn errno(e: StoreError) -> c_int {
+    e.errno()
+}
+
+/// Runs the body of an `int`-returning call: its `Err` is the (negative) return code, and
+/// a panic is `-EIO` instead of unwinding into C.
+pub fn ffi_int(f: impl FnOnce() -> Result<c_int, c_int>) -> c_int {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(Ok(v) | Err(v)) => v,
+        Err(_) => -EIO,
+    }
+}

@@ -1,0 +1,443 @@
+//! `struct keel_opts`: which device to open and how, versioned by its own size; and opening
+//! the device it names.
+//!
+//! The struct only grows, at its end. `opts_size` says how much of it the caller's header
+//! knew: fields past it take their defaults (an older program), and bytes past this
+//! library's struct must be zero (a newer program asking for something this library cannot
+//! do fails instead of being ignored). Version 1 is everything up to `ncores`
+//! (`KEEL_OPTS_SIZE_V1`); every later field is optional with 0 as its default.
+//!
+//! ```text
+//!  keel_opts ──parse──► Opts { dev, mode, create, size, cores, ... }   (-EINVAL, -ENOTSUP)
+//!            ──open───► AnyDevice ──[create: Store::mkfs]──► Store::open ──► Store<AnyDevice>
+//! ```
+
+use std::ffi::{c_char, c_int, CStr, OsStr};
+use std::mem::{offset_of, size_of};
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
+
+use keel_drivers::any::AnyDevice;
+use keel_drivers::psync::{PsyncConfig, PsyncDevice};
+use keel_drivers::sim::{SimConfig, SimDevice};
+use keel_drivers::uring::{UringConfig, UringDevice};
+use libc::{EINVAL, ENOTSUP};
+
+use super::errors::errno;
+use crate::shard::ShardConfig;
+use crate::store::{MkfsOptions, Store};
+use crate::superblock::MAX_SHARDS;
+use crate::types::JournalMode;
+
+/// Device kind: the simulated device, in memory (`size_bytes` of it; `create` must be set;
+/// everything is gone at close). For tests and trials.
+pub const KEEL_DEV_SIM: u32 = 0;
+/// Device kind: a file or block device at `path`, through pread/pwrite on `O_DIRECT`.
+pub const KEEL_DEV_PSYNC: u32 = 1;
+/// Device kind: a file or block device at `path`, through io_uring on `O_DIRECT`.
+pub const KEEL_DEV_URING: u32 = 2;
+/// Device kind: a userspace NVMe controller. Not built yet: `keel_store_open` returns
+/// `-ENOTSUP`.
+pub const KEEL_DEV_NVME: u32 = 3;
+
+/// Journal mode: data and metadata go through the journal, then data to its place; every
+/// write is atomic.
+pub const KEEL_MODE_FULL: u32 = 0;
+/// Journal mode: data goes straight to its place, only metadata to the journal; an
+/// overwrite torn by a power cut may mix old and new data (clones and transactions marked
+/// with `keel_txn_set_full_journal` still go through the full journal).
+pub const KEEL_MODE_METADATA_ONLY: u32 = 1;
+
+/// Largest simulated device, in bytes (16 GiB).
+pub const KEEL_SIM_MAX_BYTES: u64 = 17_179_869_184;
+/// Largest journal that `journal_bytes` may ask for, in bytes (64 GiB).
+pub const KEEL_JOURNAL_MAX_BYTES: u64 = 68_719_476_736;
+/// Largest `opts_size` or `out_size` accepted, in bytes: a larger one is taken for garbage
+/// (`-EINVAL`), not for a newer header.
+pub const KEEL_STRUCT_MAX_BYTES: usize = 4096;
+
+/// Block size of the simulated device.
+const SIM_BLOCK_BYTES: u32 = 4096;
+/// Transactions in flight per store when `max_inflight_txns` is 0.
+const DEFAULT_MAX_INFLIGHT_TXNS: u32 = 4096;
+
+/// What to open and how. Fill it with `keel_opts_init`, then set the fields.
+///
+/// Version 1 ends after `ncores`; a caller built against that header passes
+/// `KEEL_OPTS_SIZE_V1` as `opts_size`, and the later fields take their defaults.
+#[repr(C)]
+#[derive(Debug)]
+pub struct keel_opts {
+    /// Bytes of this struct the caller knows: `sizeof(struct keel_opts)` of its header
+    /// (set by `keel_opts_init`). At least `KEEL_OPTS_SIZE_V1`; bytes past this library's
+    /// struct must be zero.
+    pub opts_size: usize,
+    /// One of `KEEL_DEV_*` (default `KEEL_DEV_SIM`).
+    pub dev_kind: u32,
+    /// One of `KEEL_MODE_*` (default `KEEL_MODE_FULL`). Used by `create`; when opening an
+    /// existing store it must still be a valid mode, and the store keeps the mode it was
+    /// created with.
+    pub mode: u32,
+    /// Path of the file or block device (psync, uring); NUL-terminated, not necessarily
+    /// UTF-8. Ignored for the simulated device. Read during `keel_store_open` only.
+    pub path: *const c_char,
+    /// Simulated device: its size (required, at most `KEEL_SIM_MAX_BYTES`). File with
+    /// `create`: create it if missing and extend it to this size (never shrunk); 0 uses the
+    /// file as it is. A block device is used as it is (this must be 0: `-EINVAL`). Ignored
+    /// when opening without `create`.
+    pub size_bytes: u64,
+    /// Format the device (mkfs, destroying what it holds) before opening it; false opens an
+    /// existing store, recovering it.
+    pub create: bool,
+    /// The cores that will run the store's reactors (NULL with `ncores` 0: none named).
+    /// Each must be a configured CPU, without duplicates, at most 62 of them. For now the
+    /// store runs one shard, polled by whichever thread calls into it: the list is checked
+    /// and kept, and no thread is started or pinned.
+    pub cores: *const u32,
+    /// Entries in `cores`.
+    pub ncores: usize,
+    /// With `create`: bytes of the journal ring (0: a sixteenth of the device, 4 to 256 MiB;
+    /// at most `KEEL_JOURNAL_MAX_BYTES`). Optional (not in version 1).
+    pub journal_bytes: u64,
+    /// Most transactions submitted and not yet completed (callback not yet run); past it
+    /// `keel_submit` returns `-EAGAIN` (0: 4096). Optional (not in version 1).
+    pub max_inflight_txns: u32,
+}
+
+/// `keel_opts` as bytes from C: the same layout, with every field valid for any bits
+/// (`create` is a byte, so a corrupt `bool` cannot make an invalid Rust `bool`).
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct RawOpts {
+    opts_size: usize,
+    dev_kind: u32,
+    mode: u32,
+    path: *const c_char,
+    size_bytes: u64,
+    create: u8,
+    cores: *const u32,
+    ncores: usize,
+    journal_bytes: u64,
+    max_inflight_txns: u32,
+}
+
+/// Bytes of version 1 of `struct keel_opts` (`KEEL_OPTS_SIZE_V1` in the header).
+///
+/// cbindgen:ignore
+pub const OPTS_SIZE_V1: usize = offset_of!(keel_opts, ncores) + size_of::<usize>();
+
+const _: () = {
+    macro_rules! same {
+        ($($f:ident),*) => {
+            $(assert!(offset_of!(RawOpts, $f) == offset_of!(keel_opts, $f));)*
+        };
+    }
+    same!(
+        opts_size,
+        dev_kind,
+        mode,
+        path,
+        size_bytes,
+        create,
+        cores,
+        ncores,
+        journal_bytes,
+        max_inflight_txns
+    );
+    assert!(size_of::<RawOpts>() == size_of::<keel_opts>());
+    assert!(size_of::<bool>() == 1);
+    assert!(size_of::<keel_opts>() <= KEEL_STRUCT_MAX_BYTES);
+};
+
+/// Fills `opts` with the defaults (all zero: the simulated device, `KEEL_MODE_FULL`, no
+/// path, no size, open rather than create, no cores, default journal and queue) and sets
+/// `opts_size`. Pass `sizeof(struct keel_opts)` as `opts_size`: the first `opts_size`
+/// bytes at `opts` are written.
+///
+/// Does nothing when `opts` is NULL or `opts_size` is below `KEEL_OPTS_SIZE_V1` or above
+/// `KEEL_STRUCT_MAX_BYTES`.
+///
+/// Threading: any thread; `opts` belongs to the caller.
+///
+/// # Safety
+///
+/// `opts` must be NULL or point to `opts_size` writable bytes, aligned for
+/// `struct keel_opts`.
+#[no_mangle]
+pub unsafe extern "C" fn keel_opts_init(opts: *mut keel_opts, opts_size: usize) {
+    if opts.is_null() || !(OPTS_SIZE_V1..=KEEL_STRUCT_MAX_BYTES).contains(&opts_size) {
+        return;
+    }
+    // SAFETY: opts is non-NULL, aligned, and points to opts_size writable bytes (the
+    // caller's contract); opts_size >= OPTS_SIZE_V1 covers the opts_size field.
+    unsafe {
+        opts.cast::<u8>().write_bytes(0, opts_size);
+        std::ptr::addr_of_mut!((*opts).opts_size).write(opts_size);
+    }
+}
+
+/// A device kind with what it needs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Dev {
+    /// The simulated device.
+    Sim,
+    /// psync on a path.
+    Psync(PathBuf),
+    /// io_uring on a path.
+    Uring(PathBuf),
+}
+
+/// Options, checked.
+#[derive(Clone, Debug)]
+pub struct Opts {
+    /// The device.
+    pub dev: Dev,
+    /// Journal mode for mkfs.
+    pub mode: JournalMode,
+    /// Format first.
+    pub create: bool,
+    /// Size of the sim device, or of the file to create (0: as it is).
+    pub size_bytes: u64,
+    /// Reactor cores (kept, not used yet).
+    pub cores: Vec<u32>,
+    /// Journal bytes for mkfs (0: default).
+    pub journal_bytes: u64,
+    /// Transactions in flight at most.
+    pub max_inflight_txns: u32,
+}
+
+impl Opts {
+    /// Reads and checks `*p`. Errors: `-EINVAL` for any bad field (see `struct keel_opts`),
+    /// `-ENOTSUP` for `KEEL_DEV_NVME`.
+    ///
+    /// # Safety
+    ///
+    /// `p` must be NULL or point to `opts_size` readable bytes (its first field), aligned
+    /// for `struct keel_opts`; `path` and `cores`, where used, must point to a
+    /// NUL-terminated string and to `ncores` entries.
+    pub unsafe fn from_c(p: *const keel_opts) -> Result<Opts, c_int> {
+        if p.is_null() {
+            return Err(-EINVAL);
+        }
+        // SAFETY: non-NULL and aligned (the caller's contract); every version has opts_size
+        // first.
+        let size = unsafe { std::ptr::addr_of!((*p).opts_size).read() };
+        if !(OPTS_SIZE_V1..=KEEL_STRUCT_MAX_BYTES).contains(&size) {
+            return Err(-EINVAL);
+        }
+        // SAFETY: the caller's contract: opts_size readable bytes at p, and size is that
+        // field's value, at most KEEL_STRUCT_MAX_BYTES.
+        let all = unsafe { std::slice::from_raw_parts(p.cast::<u8>(), size) };
+        let known = size.min(size_of::<keel_opts>());
+        if all[known..].iter().any(|&b| b != 0) {
+            return Err(-EINVAL); // a newer header asks for something this library lacks
+        }
+        let mut raw = RawOpts {
+            opts_size: 0,
+            dev_kind: 0,
+            mode: 0,
+            path: std::ptr::null(),
+            size_bytes: 0,
+            create: 0,
+            cores: std::ptr::null(),
+            ncores: 0,
+            journal_bytes: 0,
+            max_inflight_txns: 0,
+        };
+        // SAFETY: `known` bytes are readable at p (known <= size) and writable in `raw`
+        // (known <= size_of::<RawOpts>()); RawOpts is plain data valid for any bytes, and
+        // the two do not overlap.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                p.cast::<u8>(),
+                std::ptr::addr_of_mut!(raw).cast::<u8>(),
+                known,
+            );
+        }
+        // SAFETY: forwarded: path and cores are the caller's.
+        unsafe { Self::check(&raw) }
+    }
+
+    /// # Safety
+    ///
+    /// As [`Opts::from_c`], for `raw.path` and `raw.cores`.
+    unsafe fn check(raw: &RawOpts) -> Result<Opts, c_int> {
+        let mode = match raw.mode {
+            KEEL_MODE_FULL => JournalMode::Full,
+            KEEL_MODE_METADATA_ONLY => JournalMode::MetadataOnly,
+            _ => return Err(-EINVAL),
+        };
+        let create = raw.create != 0;
+        // SAFETY: forwarded from this function's contract.
+        let cores = unsafe { check_cores(raw.cores, raw.ncores) }?;
+        if raw.journal_bytes > KEEL_JOURNAL_MAX_BYTES {
+            return Err(-EINVAL);
+        }
+        let path = || -> Result<PathBuf, c_int> {
+            if raw.path.is_null() {
+                return Err(-EINVAL);
+            }
+            // SAFETY: non-NULL, and a NUL-terminated string by the caller's contract.
+            let s = unsafe { CStr::from_ptr(raw.path) };
+            if s.is_empty() {
+                return Err(-EINVAL);
+            }
+            Ok(PathBuf::from(OsStr::from_bytes(s.to_bytes())))
+        };
+        let dev = match raw.dev_kind {
+            KEEL_DEV_SIM => {
+                if !create || raw.size_bytes == 0 || raw.size_bytes > KEEL_SIM_MAX_BYTES {
+                    return Err(-EINVAL);
+                }
+                Dev::Sim
+            }
+            KEEL_DEV_PSYNC => Dev::Psync(path()?),
+            KEEL_DEV_URING => Dev::Uring(path()?),
+            KEEL_DEV_NVME => return Err(-ENOTSUP),
+            _ => return Err(-EINVAL),
+        };
+        Ok(Opts {
+            dev,
+            mode,
+            create,
+            size_bytes: raw.size_bytes,
+            cores,
+            journal_bytes: raw.journal_bytes,
+            max_inflight_txns: match raw.max_inflight_txns {
+                0 => DEFAULT_MAX_INFLIGHT_TXNS,
+                n => n,
+            },
+        })
+    }
+
+    /// Opens the device, formats it with `create`, and opens the store on it. When
+    /// `create` made or grew a file and a later step fails, the file is put back.
+    pub fn open(&self) -> Result<Store<AnyDevice>, c_int> {
+        let create_bytes = (self.create && self.size_bytes > 0).then_some(self.size_bytes);
+        let undo = match &self.dev {
+            Dev::Psync(p) | Dev::Uring(p) if create_bytes.is_some() => Some(FileUndo::note(p)),
+            _ => None,
+        };
+        let r = self.open_device(create_bytes).and_then(|dev| {
+            if self.create {
+                let mut mk = MkfsOptions::new(self.mode);
+                mk.journal_bytes = self.journal_bytes;
+                Store::mkfs(&dev, &mk).map_err(errno)?;
+            }
+            // The FFI bounds transactions in flight itself (so that -EAGAIN keeps the
+            // transaction); acknowledged transactions still writing home are bounded by the
+            // journal, whose checkpoint waits for them.
+            let cfg = ShardConfig {
+                max_txns: u32::MAX,
+                ..ShardConfig::default()
+            };
+            Store::open(dev, cfg).map_err(errno)
+        });
+        if r.is_err() {
+            if let Some(u) = undo {
+                u.restore();
+            }
+        }
+        r
+    }
+
+    fn open_device(&self, create_bytes: Option<u64>) -> Result<AnyDevice, c_int> {
+        let driver = |e: keel_drivers::DriverError| e.errno();
+        Ok(match &self.dev {
+            Dev::Sim => {
+                let cfg = SimConfig::new(
+                    SIM_BLOCK_BYTES,
+                    self.size_bytes / u64::from(SIM_BLOCK_BYTES),
+                );
+                AnyDevice::Sim(SimDevice::new(cfg).map_err(driver)?)
+            }
+            Dev::Psync(path) => {
+                let mut cfg = PsyncConfig::new(path);
+                cfg.create_bytes = create_bytes;
+                AnyDevice::Psync(PsyncDevice::open(&cfg).map_err(driver)?)
+            }
+            Dev::Uring(path) => {
+                let mut cfg = UringConfig::new(path);
+                cfg.create_bytes = create_bytes;
+                AnyDevice::Uring(UringDevice::open(&cfg).map_err(driver)?)
+            }
+        })
+    }
+}
+
+/// The reactor core list: NULL only when empty, at most `MAX_SHARDS` entries, each a
+/// configured CPU, no duplicates.
+///
+/// # Safety
+///
+/// Unless `cores` is NULL or `n` is 0, `cores` must point to `n` readable `u32`s.
+unsafe fn check_cores(cores: *const u32, n: usize) -> Result<Vec<u32>, c_int> {
+    if n == 0 {
+        return Ok(Vec::new());
+    }
+    if cores.is_null() || n > MAX_SHARDS {
+        return Err(-EINVAL);
+    }
+    // SAFETY: non-NULL, n entries readable by the caller's contract, n <= MAX_SHARDS.
+    let list = unsafe { std::slice::from_raw_parts(cores, n) }.to_vec();
+    let cpus = cpu_count();
+    let mut seen = list.clone();
+    seen.sort_unstable();
+    seen.dedup();
+    if seen.len() != list.len() || list.iter().any(|&c| u64::from(c) >= cpus) {
+        return Err(-EINVAL);
+    }
+    Ok(list)
+}
+
+/// CPUs configured on this machine (core ids run from 0 to this, exclusive).
+fn cpu_count() -> u64 {
+    // SAFETY: sysconf takes no pointers and has no preconditions.
+    let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_CONF) };
+    match u64::try_from(n) {
+        Ok(n) if n > 0 => n,
+        _ => std::thread::available_parallelism().map_or(1, |n| n.get() as u64),
+    }
+}
+
+/// How a file was before `create` made or grew it, to put it back when opening fails.
+struct FileUndo {
+    path: PathBuf,
+    /// Its length, or None when it did not exist.
+    len: Option<u64>,
+    /// It is a regular file (or was missing): something to restore.
+    restorable: bool,
+}
+
+impl FileUndo {
+    fn note(path: &std::path::Path) -> Self {
+        let meta = std::fs::metadata(path);
+        FileUndo {
+            path: path.to_path_buf(),
+            len: meta.as_ref().ok().map(|m| m.len()),
+            restorable: match &meta {
+                Ok(m) => m.is_file(),
+                Err(e) => e.kind() == std::io::ErrorKind::NotFound,
+            },
+        }
+    }
+
+    fn restore(self) {
+        if !self.restorable {
+            return;
+        }
+        let r = match self.len {
+            None => std::fs::remove_file(&self.path),
+            Some(len) => std::fs::OpenOptions::new()
+                .write(true)
+                .open(&self.path)
+                .and_then(|f| f.set_len(len)),
+        };
+        if let Err(e) = r {
+            log::warn!(
+                "keel_store_open: could not put {} back after a failed create: {e}",
+                self.path.display()
+            );
+        }
+    }
+}

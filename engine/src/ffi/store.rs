@@ -1,0 +1,663 @@
+//! `struct keel_store`: an open store, the transactions it was given, and their callbacks.
+//!
+//! ```text
+//!  keel_submit ──► Store::queue ──► pending[id] = callback
+//!  keel_poll ──► Store::poll, take_completions ──► pending.remove(id) ──► callbacks
+//!                                                  (run after the lease is released)
+//!  keel_submit_sync ──► Store::queue ──► pending[id] = Sync ──► poll until sync_done[id]
+//!  keel_store_close ──► drain ──► retire the handle ──► close ──► the last callbacks
+//! ```
+//!
+//! Callbacks run with no lease held, so a callback may submit, poll or read on its own
+//! store; a [`Delivering`] mark keeps the store from being closed under the caller that is
+//! running them.
+
+use std::collections::HashMap;
+use std::ffi::{c_int, c_void};
+use std::mem::size_of;
+
+use keel_drivers::any::AnyDevice;
+use keel_drivers::Op;
+use libc::{EAGAIN, EBUSY, EFBIG, EINVAL, ERANGE, ESHUTDOWN};
+
+use super::args;
+use super::errors::{errno, ffi_int};
+use super::handles::{acquire_pair, register, Delivering, Handle, Kind, Lease};
+use super::opts::{keel_opts, Opts, KEEL_STRUCT_MAX_BYTES};
+use super::txn::keel_txn;
+use super::KEEL_MAX_OBJECT_BYTES;
+use crate::error::Result;
+use crate::shard::TxnId;
+use crate::store::Store;
+
+/// Called once per submitted transaction with its result: `status` is 0 when it committed
+/// (durable), or a negative errno when it failed and changed nothing (`-ENOENT`,
+/// `-EEXIST`, `-ENOTEMPTY`, `-ENOSPC`, `-EROFS`, `-ESHUTDOWN`...). Runs on the thread that
+/// called `keel_poll`, `keel_submit_sync` or `keel_store_close`. It may call the library
+/// (submit, poll, read, even on the same store) but not `keel_store_close` on its own
+/// store, and must not unwind (C++ exceptions, longjmp) out of the call.
+pub type keel_done_cb = Option<unsafe extern "C" fn(cb_arg: *mut c_void, status: c_int)>;
+
+/// An object's committed state, summarized (`keel_stat`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct keel_stat {
+    /// Size in bytes.
+    pub size: u64,
+    /// Bytes of data pages allocated to it (holes and zeroed ranges take none).
+    pub allocated_bytes: u64,
+    /// Number of attributes.
+    pub attrs: u64,
+    /// Number of omap keys.
+    pub omap_keys: u64,
+}
+
+/// Counters of a store since it was opened (`keel_store_stats`). Fields are only ever
+/// added at the end.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct keel_stats {
+    /// Transactions committed (acknowledged with status 0).
+    pub txns_committed: u64,
+    /// Transactions that failed in the store (completed with a negative status).
+    pub txns_failed: u64,
+    /// Bytes of client data in committed writes and clone ranges.
+    pub client_bytes: u64,
+    /// Bytes written to the device (data, journal, checkpoints).
+    pub device_write_bytes: u64,
+    /// Write commands sent to the device.
+    pub device_write_cmds: u64,
+    /// Flush commands sent to the device.
+    pub device_flush_cmds: u64,
+    /// Journal batches written (group commits).
+    pub journal_batches: u64,
+    /// Transaction entries in those batches.
+    pub journal_batch_entries: u64,
+    /// Checkpoints written.
+    pub checkpoints: u64,
+    /// Bytes read from the device.
+    pub device_read_bytes: u64,
+    /// Read commands sent to the device.
+    pub device_read_cmds: u64,
+}
+
+/// Who waits for a transaction.
+#[derive(Debug)]
+enum Waiter {
+    /// `keel_submit`: a callback and its argument.
+    Callback(keel_done_cb, *mut c_void),
+    /// `keel_submit_sync`, polling for the result.
+    Sync,
+}
+
+/// An open store (opaque). Open with `keel_store_open`, close with `keel_store_close`.
+pub struct keel_store {
+    magic: u64,
+    store: Store<AnyDevice>,
+    /// Submitted transactions whose result has not been handed out.
+    pending: HashMap<TxnId, Waiter>,
+    /// Results of `keel_submit_sync` transactions, reaped by whichever poll saw them.
+    sync_done: HashMap<TxnId, c_int>,
+    /// Most entries in `pending`.
+    max_inflight: usize,
+    /// The reactor cores the caller named (kept for when a store runs several).
+    #[allow(dead_code)]
+    cores: Vec<u32>,
+}
+
+impl std::fmt::Debug for keel_store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("keel_store")
+            .field("device", &self.store.device().driver())
+            .field("pending", &self.pending.len())
+            .finish()
+    }
+}
+
+impl Handle for keel_store {
+    const KIND: Kind = Kind::Store;
+    const MAGIC: u64 = u64::from_be_bytes(*b"keel-sto");
+
+    fn magic(&self) -> u64 {
+        self.magic
+    }
+
+    fn set_magic(&mut self, magic: u64) {
+        self.magic = magic;
+    }
+}
+
+/// A finished transaction's callback, ready to run once the lease is released.
+type Ready = (keel_done_cb, *mut c_void, c_int);
+
+fn status(r: Result<()>) -> c_int {
+    r.map_or_else(errno, |()| 0)
+}
+
+impl keel_store {
+    /// Queues the content of `txn`. On error the content stays in `txn` (except `-EROFS`:
+    /// the store refused it for good, and it is dropped).
+    fn queue(&mut self, txn: &mut keel_txn, waiter: Waiter) -> std::result::Result<TxnId, c_int> {
+        txn.get().validate().map_err(errno)?;
+        if self.pending.len() >= self.max_inflight {
+            return Err(-EAGAIN);
+        }
+        let id = self.store.queue(txn.take()).map_err(errno)?;
+        self.pending.insert(id, waiter);
+        Ok(id)
+    }
+
+    /// One turn of the store, then hands out what finished: callbacks into `ready`, sync
+    /// results into `sync_done`.
+    fn turn(&mut self, ready: &mut Vec<Ready>) -> bool {
+        let busy = self.store.poll();
+        let (pending, sync_done) = (&mut self.pending, &mut self.sync_done);
+        self.store
+            .take_completions(|id, r| match pending.remove(&id) {
+                Some(Waiter::Callback(cb, arg)) => ready.push((cb, arg, status(r))),
+                Some(Waiter::Sync) => {
+                    sync_done.insert(id, status(r));
+                }
+                None => log::warn!("keel: completion of unknown transaction {id}"),
+            });
+        busy
+    }
+}
+
+/// Runs callbacks; no lease may be held.
+fn deliver(ready: Vec<Ready>) {
+    for (cb, arg, status) in ready {
+        if let Some(cb) = cb {
+            // SAFETY: the caller of keel_submit gave this function and argument for exactly
+            // this call; no lease is held, so the callback may re-enter the library.
+            unsafe { cb(arg, status) };
+        }
+    }
+}
+
+/// Opens (with `create`: formats, then opens) the store that `opts` names, and writes its
+/// handle to `*out`. Opening an existing store recovers it: replays its journal from the
+/// newest checkpoint.
+///
+/// Returns: 0; `-EINVAL` (NULL `opts` or `out`; `opts_size` below `KEEL_OPTS_SIZE_V1` or
+/// above `KEEL_STRUCT_MAX_BYTES`, or nonzero bytes past this library's struct; unknown
+/// `dev_kind` or `mode`; NULL or empty `path` for psync/uring; for the simulated device:
+/// `create` not set, `size_bytes` 0 or above `KEEL_SIM_MAX_BYTES`; a bad core list;
+/// `journal_bytes` above `KEEL_JOURNAL_MAX_BYTES`; a device too small to format);
+/// `-ENOTSUP` (`KEEL_DEV_NVME`); from the system while opening the device: `-ENOENT`,
+/// `-EACCES`, ...; `-EUCLEAN` (not a Keel store, or corrupt); `-EIO` (device or internal
+/// error). On error `*out` is not written, and a file that `create` made or grew is
+/// removed or shrunk back.
+///
+/// Threading: any thread. The store has no thread of its own: it runs in the threads that
+/// call into it, one call at a time (see `keel_poll`).
+///
+/// # Safety
+///
+/// `opts` must be NULL or point to `opts->opts_size` readable bytes, with `path` a
+/// NUL-terminated string (or NULL) and `cores` pointing to `ncores` entries; `out` must be
+/// NULL or valid for writing a pointer.
+#[no_mangle]
+pub unsafe extern "C" fn keel_store_open(
+    opts: *const keel_opts,
+    out: *mut *mut keel_store,
+) -> c_int {
+    ffi_int(|| {
+        if out.is_null() {
+            return Err(-EINVAL);
+        }
+        // SAFETY: the caller's contract for opts.
+        let o = unsafe { Opts::from_c(opts) }?;
+        let store = o.open()?;
+        let handle = register(Box::new(keel_store {
+            magic: keel_store::MAGIC,
+            store,
+            pending: HashMap::new(),
+            sync_done: HashMap::new(),
+            max_inflight: o.max_inflight_txns as usize,
+            cores: o.cores,
+        }));
+        // SAFETY: out is non-NULL and valid for a pointer write (the caller's contract).
+        unsafe { out.write(handle) };
+        Ok(0)
+    })
+}
+
+/// Finishes every transaction in flight (their callbacks run, on this thread, before it
+/// returns), writes a checkpoint, closes the device and frees the handle. The handle is
+/// freed whatever the result, unless the call was refused (`-EINVAL`, `-EBADF`, `-EBUSY`).
+/// Callbacks that run during the close see the handle already closed (`-EBADF`).
+///
+/// Returns: 0; `-EINVAL` (NULL `store`), `-EBADF` (not a live store: closed already,
+/// freed, or never opened; detected as long as no new store reuses the address), `-EBUSY`
+/// (another call is using it, or called from one of its own callbacks), `-EROFS` (the store
+/// had stopped after a device error: transactions still in flight failed), `-EIO` (device
+/// error while closing, or the store was poisoned by an internal error; it is freed).
+///
+/// Threading: any thread, not concurrently with other calls on this store.
+#[no_mangle]
+pub extern "C" fn keel_store_close(store: *mut keel_store) -> c_int {
+    ffi_int(|| {
+        let (mut lease, poisoned) = Lease::acquire_to_retire(store)?;
+        if poisoned {
+            drop(lease.retire());
+            return Err(-libc::EIO);
+        }
+        let st = lease.get();
+        let drained = st.store.drain();
+        let mut ready = Vec::new();
+        // A failed shard stops draining before handing out its completions: one more
+        // turn collects them.
+        st.turn(&mut ready);
+        let handle = lease.retire();
+        let keel_store { store, pending, .. } = *handle;
+        let rc = match drained.and_then(|()| store.close()) {
+            Ok(()) => 0,
+            Err(e) => errno(e),
+        };
+        let late = if rc < 0 { rc } else { -ESHUTDOWN };
+        for (_, w) in pending {
+            if let Waiter::Callback(cb, arg) = w {
+                ready.push((cb, arg, late));
+            }
+        }
+        deliver(ready);
+        Ok(rc)
+    })
+}
+
+/// Submits the transaction: takes its content (leaving `txn` empty, to reuse or free) and
+/// queues it. Nothing reaches the device until the store is polled; `cb(cb_arg, status)`
+/// runs once, from a later `keel_poll` (or `keel_submit_sync`, or `keel_store_close`) on
+/// the thread that calls it, when the transaction is durable (status 0) or has failed.
+/// `cb` may be NULL.
+///
+/// Returns: 0 (queued; the callback will run); `-EINVAL` (NULL `store` or `txn`, empty
+/// transaction), `-EBADF` (`store` or `txn` not live), `-EBUSY` (either in use by another
+/// call), `-EAGAIN` (`max_inflight_txns` transactions are waiting for their callbacks:
+/// poll, then submit again), `-EROFS` (the store stopped after a device error; the content
+/// is dropped), `-EIO`. On every error but `-EROFS` the transaction is unchanged, and the
+/// callback will not run.
+///
+/// Threading: the store's thread rule (one call at a time); may be called from a callback.
+///
+/// # Safety
+///
+/// `cb`, if not NULL, must be safe to call with `cb_arg` until it has run.
+#[no_mangle]
+pub unsafe extern "C" fn keel_submit(
+    store: *mut keel_store,
+    txn: *mut keel_txn,
+    cb: keel_done_cb,
+    cb_arg: *mut c_void,
+) -> c_int {
+    ffi_int(|| {
+        let (mut s, mut t) = acquire_pair(store, txn)?;
+        s.get().queue(t.get(), Waiter::Callback(cb, cb_arg))?;
+        Ok(0)
+    })
+}
+
+/// Submits the transaction (taking its content, as `keel_submit`) and polls the store
+/// until it is durable or has failed. Callbacks of other transactions that finish
+/// meanwhile run on this thread.
+///
+/// Returns: 0 (committed, durable); the transaction's failure (`-ENOENT`, `-EEXIST`,
+/// `-ENOTEMPTY`, `-ENOSPC`, `-EROFS`, ...: it changed nothing); or, before queueing (the
+/// transaction unchanged), `-EINVAL`, `-EBADF`, `-EBUSY`, `-EAGAIN` as `keel_submit`;
+/// `-ESHUTDOWN` (another thread closed the store while this call waited); `-EIO`.
+///
+/// Threading: the store's thread rule; may be called from a callback (it then runs the
+/// callbacks that finish while it waits, nested).
+#[no_mangle]
+pub extern "C" fn keel_submit_sync(store: *mut keel_store, txn: *mut keel_txn) -> c_int {
+    ffi_int(|| {
+        let id = {
+            let (mut s, mut t) = acquire_pair(store, txn)?;
+            s.get().queue(t.get(), Waiter::Sync)?
+        };
+        wait_for(store, id)
+    })
+}
+
+/// Polls `store` until transaction `id` (queued by `keel_submit_sync`) is done, running
+/// other callbacks on the way.
+fn wait_for(store: *mut keel_store, id: TxnId) -> std::result::Result<c_int, c_int> {
+    loop {
+        let mut ready = Vec::new();
+        let (done, busy, _delivering) = match Lease::acquire(store) {
+            Ok(mut lease) => {
+                let st = lease.get();
+                let busy = st.turn(&mut ready);
+                let done = st.sync_done.remove(&id);
+                (done, busy, Delivering::start(&lease))
+            }
+            // Another thread is using the store: it may be reaping this transaction.
+            Err(e) if e == -EBUSY => {
+                std::thread::yield_now();
+                continue;
+            }
+            Err(e) if e == -libc::EBADF => return Err(-ESHUTDOWN),
+            Err(e) => return Err(e),
+        };
+        deliver(ready);
+        if let Some(rc) = done {
+            return Ok(rc);
+        }
+        if !busy {
+            std::hint::spin_loop();
+        }
+    }
+}
+
+/// One turn of the store: reaps device completions, moves every transaction forward
+/// (planning, data writes, group commit, checkpoints), and runs the callbacks of the
+/// transactions that finished, on this thread, before it returns. Never blocks. Call it
+/// in a loop (or from an event loop) while transactions are in flight.
+///
+/// Returns: the number of transactions whose callbacks ran (0 or more); `-EINVAL` (NULL
+/// `store`), `-EBADF` (not a live store), `-EBUSY` (another call is using it), `-EIO`.
+///
+/// Threading: the store runs one shard, in the thread that polls it: call it from one
+/// thread at a time (a concurrent call gets `-EBUSY`); may be called from a callback.
+#[no_mangle]
+pub extern "C" fn keel_poll(store: *mut keel_store) -> c_int {
+    ffi_int(|| {
+        let mut ready = Vec::new();
+        let _delivering = {
+            let mut lease = Lease::acquire(store)?;
+            lease.get().turn(&mut ready);
+            Delivering::start(&lease)
+        };
+        let n = c_int::try_from(ready.len()).unwrap_or(c_int::MAX);
+        deliver(ready);
+        Ok(n)
+    })
+}
+
+/// Reads committed bytes `[offset, offset + len)` of an object into `buf`; the count read
+/// (short at the end of the object; holes read as zeroes) goes to `*read_out`. Drives the
+/// device until the data is in; callbacks of transactions that finish meanwhile wait for
+/// the next `keel_poll`.
+///
+/// Returns: 0; `-EINVAL` (NULL `store`, `name` or `read_out`, `name_len` 0, NULL `buf`
+/// with `len` > 0), `-ENAMETOOLONG`, `-EFBIG` (`offset` past `KEEL_MAX_OBJECT_BYTES`),
+/// `-ENOENT` (no such collection or object), `-ERANGE` (`offset` past the object's end;
+/// `offset` equal to the size reads 0 bytes), `-EBADF`, `-EBUSY`, `-EIO` (device or
+/// internal error). On error `buf` and `*read_out` are unchanged.
+///
+/// Threading: the store's thread rule; may be called from a callback.
+///
+/// # Safety
+///
+/// `name` must point to `name_len` readable bytes, `buf` to `len` writable bytes, and
+/// `read_out` must be NULL or valid for writing a `size_t`.
+#[no_mangle]
+pub unsafe extern "C" fn keel_read(
+    store: *mut keel_store,
+    coll: u64,
+    name: *const c_void,
+    name_len: usize,
+    offset: u64,
+    buf: *mut c_void,
+    len: usize,
+    read_out: *mut usize,
+) -> c_int {
+    ffi_int(|| {
+        let mut lease = Lease::acquire(store)?;
+        // SAFETY: the caller's contract for name and buf.
+        let (name, buf) = unsafe { (args::name(name, name_len)?, args::bytes_mut(buf, len)?) };
+        if read_out.is_null() {
+            return Err(-EINVAL);
+        }
+        if offset > KEEL_MAX_OBJECT_BYTES {
+            return Err(-EFBIG);
+        }
+        let data = lease
+            .get()
+            .store
+            .read(coll, name, offset, len)
+            .map_err(errno)?;
+        buf[..data.len()].copy_from_slice(&data);
+        // SAFETY: the caller's contract for read_out (checked non-NULL above).
+        unsafe { args::put(read_out, data.len()) }?;
+        Ok(0)
+    })
+}
+
+/// An object's size and counts, written to `*out`.
+///
+/// Returns: 0; `-EINVAL` (NULL `store`, `name` or `out`, `name_len` 0), `-ENAMETOOLONG`,
+/// `-ENOENT` (no such collection or object), `-EBADF`, `-EBUSY`, `-EIO`. On error `*out`
+/// is unchanged.
+///
+/// Threading: the store's thread rule; may be called from a callback.
+///
+/// # Safety
+///
+/// `name` must point to `name_len` readable bytes; `out` must be NULL or valid for
+/// writing a `struct keel_stat`.
+#[no_mangle]
+pub unsafe extern "C" fn keel_stat(
+    store: *mut keel_store,
+    coll: u64,
+    name: *const c_void,
+    name_len: usize,
+    out: *mut keel_stat,
+) -> c_int {
+    ffi_int(|| {
+        let mut lease = Lease::acquire(store)?;
+        // SAFETY: the caller's contract for name.
+        let name = unsafe { args::name(name, name_len) }?;
+        if out.is_null() {
+            return Err(-EINVAL);
+        }
+        let s = lease.get().store.stat(coll, name).map_err(errno)?;
+        let st = keel_stat {
+            size: s.size,
+            allocated_bytes: s.allocated_bytes,
+            attrs: s.attrs,
+            omap_keys: s.omap_keys,
+        };
+        // SAFETY: the caller's contract for out (checked non-NULL above).
+        unsafe { args::put(out, st) }?;
+        Ok(0)
+    })
+}
+
+/// Which map `lookup` reads.
+#[derive(Clone, Copy)]
+enum Map {
+    Attrs,
+    Omap,
+}
+
+/// The body of `keel_getattr` and `keel_omap_get`.
+///
+/// # Safety
+///
+/// Their contract.
+#[allow(clippy::too_many_arguments)]
+unsafe fn lookup(
+    map: Map,
+    store: *mut keel_store,
+    coll: u64,
+    name: *const c_void,
+    name_len: usize,
+    key: *const c_void,
+    key_len: usize,
+    buf: *mut c_void,
+    buf_len: usize,
+    value_len: *mut usize,
+) -> c_int {
+    ffi_int(|| {
+        let mut lease = Lease::acquire(store)?;
+        // SAFETY: the caller's contract for name, key and buf.
+        let (name, key, buf) = unsafe {
+            (
+                args::name(name, name_len)?,
+                args::key(key, key_len)?,
+                args::bytes_mut(buf, buf_len)?,
+            )
+        };
+        if value_len.is_null() {
+            return Err(-EINVAL);
+        }
+        let st = &lease.get().store;
+        let v = match map {
+            Map::Attrs => st.getattr(coll, name, key),
+            Map::Omap => st.omap_get(coll, name, key),
+        }
+        .map_err(errno)?;
+        // SAFETY: the caller's contract for value_len (checked non-NULL above).
+        unsafe { args::put(value_len, v.len()) }?;
+        if v.len() > buf.len() {
+            return Err(-ERANGE);
+        }
+        buf[..v.len()].copy_from_slice(&v);
+        Ok(0)
+    })
+}
+
+/// Reads attribute `key` of an object into `buf`; its length goes to `*value_len`. Pass
+/// `buf_len` 0 (and `buf` NULL) to learn the length.
+///
+/// Returns: 0; `-ERANGE` (`buf_len` is smaller than the value: `*value_len` is set, `buf`
+/// untouched); `-EINVAL` (NULL `store`, `name` or `value_len`, `name_len` 0, NULL `key`
+/// with `key_len` > 0, NULL `buf` with `buf_len` > 0), `-ENAMETOOLONG` (name or key),
+/// `-ENOENT` (no such collection, object or attribute), `-EBADF`, `-EBUSY`, `-EIO`.
+///
+/// Threading: the store's thread rule; may be called from a callback.
+///
+/// # Safety
+///
+/// `name`, `key` and `buf` must point to `name_len`, `key_len` readable and `buf_len`
+/// writable bytes; `value_len` must be NULL or valid for writing a `size_t`.
+#[no_mangle]
+pub unsafe extern "C" fn keel_getattr(
+    store: *mut keel_store,
+    coll: u64,
+    name: *const c_void,
+    name_len: usize,
+    key: *const c_void,
+    key_len: usize,
+    buf: *mut c_void,
+    buf_len: usize,
+    value_len: *mut usize,
+) -> c_int {
+    // SAFETY: forwarded: this function's contract is lookup's.
+    unsafe {
+        lookup(
+            Map::Attrs,
+            store,
+            coll,
+            name,
+            name_len,
+            key,
+            key_len,
+            buf,
+            buf_len,
+            value_len,
+        )
+    }
+}
+
+/// Reads omap key `key` of an object into `buf`, as `keel_getattr` does for attributes.
+///
+/// Returns: as `keel_getattr` (`-ENOENT`: no such collection, object or omap key).
+///
+/// Threading: the store's thread rule; may be called from a callback.
+///
+/// # Safety
+///
+/// As `keel_getattr`.
+#[no_mangle]
+pub unsafe extern "C" fn keel_omap_get(
+    store: *mut keel_store,
+    coll: u64,
+    name: *const c_void,
+    name_len: usize,
+    key: *const c_void,
+    key_len: usize,
+    buf: *mut c_void,
+    buf_len: usize,
+    value_len: *mut usize,
+) -> c_int {
+    // SAFETY: forwarded: this function's contract is lookup's.
+    unsafe {
+        lookup(
+            Map::Omap,
+            store,
+            coll,
+            name,
+            name_len,
+            key,
+            key_len,
+            buf,
+            buf_len,
+            value_len,
+        )
+    }
+}
+
+/// The store's counters since it was opened. Writes `out_size` bytes at `out`: the
+/// counters this library has, and zeroes past them (a caller built against a newer header
+/// sees 0 for counters this library does not keep).
+///
+/// Returns: 0; `-EINVAL` (NULL `store` or `out`; `out_size` below the size of version 1,
+/// 88 bytes, or above `KEEL_STRUCT_MAX_BYTES`), `-EBADF`, `-EBUSY`, `-EIO`.
+///
+/// Threading: the store's thread rule; may be called from a callback.
+///
+/// # Safety
+///
+/// `out` must be NULL or point to `out_size` writable bytes, aligned for
+/// `struct keel_stats`.
+#[no_mangle]
+pub unsafe extern "C" fn keel_store_stats(
+    store: *mut keel_store,
+    out: *mut keel_stats,
+    out_size: usize,
+) -> c_int {
+    ffi_int(|| {
+        let mut lease = Lease::acquire(store)?;
+        if out.is_null() || !(STATS_SIZE_V1..=KEEL_STRUCT_MAX_BYTES).contains(&out_size) {
+            return Err(-EINVAL);
+        }
+        let s = lease.get().store.stats();
+        let dev = s.device();
+        let stats = keel_stats {
+            txns_committed: s.shards.txns_committed,
+            txns_failed: s.shards.txns_failed,
+            client_bytes: s.shards.client_bytes,
+            device_write_bytes: dev.bytes(Op::Write),
+            device_write_cmds: dev.cmds(Op::Write),
+            device_flush_cmds: dev.cmds(Op::Flush),
+            journal_batches: s.shards.batches,
+            journal_batch_entries: s.shards.batch_entries,
+            checkpoints: s.shards.checkpoints,
+            device_read_bytes: dev.bytes(Op::Read),
+            device_read_cmds: dev.cmds(Op::Read),
+        };
+        let known = out_size.min(size_of::<keel_stats>());
+        // SAFETY: out points to out_size writable bytes (the caller's contract); `known`
+        // bytes of `stats` are readable, and the rest of out_size is zeroed; the local and
+        // the caller's memory do not overlap.
+        unsafe {
+            let dst = out.cast::<u8>();
+            std::ptr::copy_nonoverlapping(std::ptr::addr_of!(stats).cast::<u8>(), dst, known);
+            dst.add(known).write_bytes(0, out_size - known);
+        }
+        Ok(0)
+    })
+}
+
+/// Bytes of version 1 of `struct keel_stats`.
+const STATS_SIZE_V1: usize = size_of::<keel_stats>();
+const _: () = assert!(STATS_SIZE_V1 == 88);
+
+// A store handle may move between threads (one call at a time), so the store must be Send.
+const _: () = {
+    const fn send<T: Send>() {}
+    send::<Store<AnyDevice>>();
+};
