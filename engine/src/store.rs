@@ -122,12 +122,16 @@ impl<D: BlockDevice> Store<D> {
         };
         let journal_pages = pick(opts.journal_bytes, 16, 4 << 20, 256 << 20);
         let ckpt_pages = pick(opts.checkpoint_bytes, 32, 1 << 20, 256 << 20).max(2);
-        let meta = n as u64 * (journal_pages + 2 * ckpt_pages);
-        let Some(data_total) = device_pages.checked_sub(2 + meta) else {
+        // Saturating: absurd sizes must end in the error below, not in an overflow.
+        let meta = ckpt_pages
+            .saturating_mul(2)
+            .saturating_add(journal_pages)
+            .saturating_mul(n as u64);
+        let Some(data_total) = device_pages.checked_sub(meta.saturating_add(2)) else {
             return Err(StoreError::Config(format!(
                 "device of {cap} bytes is too small for {n} shard(s) with a {}-byte journal and {}-byte checkpoint slots",
-                journal_pages * PAGE,
-                ckpt_pages * PAGE
+                journal_pages.saturating_mul(PAGE),
+                ckpt_pages.saturating_mul(PAGE)
             )));
         };
         let data_pages = data_total / n as u64;

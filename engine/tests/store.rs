@@ -522,3 +522,20 @@ fn metadata_past_the_checkpoint_slot_is_refused_not_fatal() {
     let s = Store::open(dev, small()).unwrap();
     assert_eq!(s.stat(1, b"o").unwrap().omap_keys, u64::from(i));
 }
+
+#[test]
+fn mkfs_refuses_absurd_sizes_without_overflowing() {
+    let dev = SimDevice::new(sim(8 << 11, false, 0)).unwrap();
+    let mut opts = MkfsOptions::new(JournalMode::MetadataOnly);
+    opts.journal_bytes = u64::MAX - 5;
+    assert!(matches!(
+        Store::mkfs(&dev, &opts),
+        Err(StoreError::Config(_))
+    ));
+    let mut opts = MkfsOptions::new(JournalMode::Full);
+    opts.checkpoint_bytes = u64::MAX / 2;
+    assert!(matches!(
+        Store::mkfs(&dev, &opts),
+        Err(StoreError::Config(_))
+    ));
+}
