@@ -93,6 +93,27 @@ fn shard_for(coll: CollId, shards: usize) -> usize {
     ((z ^ (z >> 31)) % shards as u64) as usize
 }
 
+/// Runs `f` with synchronous I/O on a small queue pair of its own (mkfs, reading the
+/// superblock): nothing else is in flight then.
+fn with_sync_io<D: BlockDevice, T>(
+    dev: &D,
+    f: impl FnOnce(&mut SyncIo<'_, D::Qpair>) -> Result<T>,
+) -> Result<T> {
+    let (pool, _) = pools(&ShardConfig {
+        io_bufs: 4,
+        journal_bufs: 1,
+        ..ShardConfig::default()
+    })?;
+    let mut qp = dev
+        .open_qpair(&QpairOptions::depth(4))
+        .map_err(|e| StoreError::Config(format!("open queue pair: {e}")))?;
+    f(&mut SyncIo {
+        qp: &mut qp,
+        pool: &pool,
+        block: dev.geometry().block_size,
+    })
+}
+
 impl<D: BlockDevice> Store<D> {
     /// Formats `dev`: superblock copies, then an empty checkpoint per shard.
     pub fn mkfs(dev: &D, opts: &MkfsOptions) -> Result<Superblock> {
@@ -172,63 +193,36 @@ impl<D: BlockDevice> Store<D> {
             device_block_size: geo.block_size,
             shards,
         };
-        let cfg = ShardConfig {
-            io_bufs: 4,
-            journal_bufs: 1,
-            ..ShardConfig::default()
-        };
-        let (pool, _) = pools(&cfg)?;
-        let mut qp = dev
-            .open_qpair(&QpairOptions::depth(4))
-            .map_err(|e| StoreError::Config(format!("open queue pair: {e}")))?;
-        let mut sync = SyncIo {
-            qp: &mut qp,
-            pool: &pool,
-            block: geo.block_size,
-        };
-        let bpp = PAGE / u64::from(geo.block_size);
-        for l in &sb.shards {
-            format_shard(&mut sync, l, &uuid)?;
-        }
-        let page = sb.encode();
-        sync.write(0, &page, true)?;
-        sync.write(bpp, &page, true)?;
+        with_sync_io(dev, |sync| {
+            let bpp = PAGE / u64::from(geo.block_size);
+            for l in &sb.shards {
+                format_shard(sync, l, &uuid)?;
+            }
+            let page = sb.encode();
+            sync.write(0, &page, true)?;
+            sync.write(bpp, &page, true)
+        })?;
         Ok(sb)
     }
 
     /// Opens a formatted device, recovering every shard.
     pub fn open(dev: D, cfg: ShardConfig) -> Result<Self> {
         let geo = dev.geometry();
-        let sb = {
-            let (pool, _) = pools(&ShardConfig {
-                io_bufs: 2,
-                journal_bufs: 1,
-                ..cfg.clone()
-            })?;
-            let mut qp = dev
-                .open_qpair(&QpairOptions::depth(2))
-                .map_err(|e| StoreError::Config(format!("open queue pair: {e}")))?;
-            let mut sync = SyncIo {
-                qp: &mut qp,
-                pool: &pool,
-                block: geo.block_size,
-            };
+        let sb = with_sync_io(&dev, |sync| {
             let bpp = PAGE / u64::from(geo.block_size);
             let a = sync.read(0, PAGE as usize).map(|p| Superblock::decode(&p));
             let b = sync
                 .read(bpp, PAGE as usize)
                 .map(|p| Superblock::decode(&p));
             match (a?, b?) {
-                (Ok(a), Ok(b)) if a != b => {
-                    return Err(StoreError::Corrupt(
-                        "the two superblock copies differ".into(),
-                    ))
-                }
-                (Ok(a), _) => a,
-                (Err(_), Ok(b)) => b,
-                (Err(e), Err(_)) => return Err(e),
+                (Ok(a), Ok(b)) if a != b => Err(StoreError::Corrupt(
+                    "the two superblock copies differ".into(),
+                )),
+                (Ok(a), _) => Ok(a),
+                (Err(_), Ok(b)) => Ok(b),
+                (Err(e), Err(_)) => Err(e),
             }
-        };
+        })?;
         if sb.device_block_size != geo.block_size || sb.device_pages > geo.capacity_bytes() / PAGE {
             return Err(StoreError::Corrupt(format!(
                 "formatted for {} pages of {}-byte blocks; the device has {} bytes in {}-byte blocks",
