@@ -418,6 +418,11 @@ pub struct EngineArgs {
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
 
+    /// Group commit: with no batch in flight, how long ready journal entries may wait for
+    /// transactions still writing their data [default: the store's default].
+    #[arg(long)]
+    pub max_batch_wait_us: Option<u32>,
+
     /// Print one JSON object instead of a table.
     #[arg(long)]
     pub json: bool,

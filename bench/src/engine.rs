@@ -38,7 +38,10 @@ use workload::{Action, Generator, Shape, COLL, PREFILL_CHUNK_BYTES};
 
 /// Runs `keel-bench engine` as the arguments say.
 pub fn run(args: &EngineArgs) -> Result<EngineReport, BenchError> {
-    let cfg = shard_config(args.qd, args.bs);
+    let mut cfg = shard_config(args.qd, args.bs);
+    if let Some(us) = args.max_batch_wait_us {
+        cfg.max_batch_wait_us = us;
+    }
     let transfer = cfg.io_buf_bytes.max(cfg.journal_buf_bytes) as u32;
     device::open(
         &args.device,

@@ -149,6 +149,8 @@ fn shard_cfg() -> ShardConfig {
         journal_buf_bytes: 64 << 10,
         data_depth: 64,
         journal_depth: 16,
+        // The batch wait runs on the wall clock; the explorer must replay exactly.
+        max_batch_wait_us: 0,
         ..ShardConfig::default()
     }
 }

@@ -63,7 +63,12 @@ pub struct ShardConfig {
     pub max_batch_bytes: u32,
     /// With no batch in flight, wait up to this long for more entries while other
     /// transactions are still writing data (0: write at once; batches then grow by
-    /// themselves while the previous one is in flight).
+    /// themselves while the previous one is in flight). A lone transaction never waits:
+    /// the wait only runs while another transaction's data write is in flight, so QD1
+    /// latency is unchanged. Default 50 µs: at QD32 on a 10 µs device it doubles the
+    /// entries per batch (15 to 31) and halves journal writes and flushes per transaction,
+    /// at no cost in IOPS (measured with `keel-bench engine --max-batch-wait-us`). Measured
+    /// on the wall clock, so runs that must replay exactly (the crash explorer) set 0.
     pub max_batch_wait_us: u32,
     /// Transactions queued or in flight at most; past it `queue` answers Busy.
     pub max_txns: u32,
@@ -83,7 +88,7 @@ impl Default for ShardConfig {
             journal_buf_bytes: 256 << 10,
             journal_bufs: 64,
             max_batch_bytes: 1 << 20,
-            max_batch_wait_us: 0,
+            max_batch_wait_us: 50,
             max_txns: 4096,
             checkpoint_fill: 0.5,
             data_fua: false,
