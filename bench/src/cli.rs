@@ -28,8 +28,21 @@ impl Cli {
             Command::Engine(args) => args.check(),
             Command::Crash(_) => Ok(()),
             Command::Fsck(args) => args.check(),
+            Command::Suite(args) => args.check(),
+            Command::Compare(args) => args.check(),
         }
     }
+}
+
+/// Parses `keel-bench ARGS...` exactly as the command line would, checks included: how
+/// `suite` and `compare` build the runs they make, so that they can only ask for what the
+/// subcommand itself accepts.
+pub fn parse_command(args: &[String]) -> Result<Command, String> {
+    let argv = std::iter::once("keel-bench").chain(args.iter().map(String::as_str));
+    let cli = Cli::try_parse_from(argv).map_err(|e| format!("{}: {e}", args.join(" ")))?;
+    cli.check()
+        .map_err(|e| format!("{}: {e}", args.join(" ")))?;
+    Ok(cli.command)
 }
 
 /// The benchmarks.
@@ -46,6 +59,13 @@ pub enum Command {
     Crash(CrashArgs),
     /// Open (and so recover) the store on a file or block device and check its metadata.
     Fsck(FsckArgs),
+    /// The main job: Full and MetadataOnly side by side on create, append, overwrite and
+    /// random writes, at QD1 and QD32, on the sim device; a table, JSON and an SVG plot in
+    /// --out.
+    Suite(SuiteArgs),
+    /// Keel raw, Keel engine (both modes) and fio, on psync and io_uring, on one file or
+    /// device, alternating, in one run: IOPS and latency as ratios to fio.
+    Compare(CompareArgs),
 }
 
 impl Command {
@@ -56,6 +76,8 @@ impl Command {
             Command::Engine(_) => "engine",
             Command::Crash(_) => "crash",
             Command::Fsck(_) => "fsck",
+            Command::Suite(_) => "suite",
+            Command::Compare(_) => "compare",
         }
     }
 }
@@ -458,6 +480,186 @@ impl EngineArgs {
             }
         }
         self.measure.check()
+    }
+}
+
+/// `keel-bench suite`: the main job.
+#[derive(Debug, Args)]
+pub struct SuiteArgs {
+    /// Folder for suite.txt, suite.json and suite.svg (created if missing).
+    #[arg(long, default_value = "keel-out")]
+    pub out: PathBuf,
+
+    /// Measured seconds of each run.
+    #[arg(long, default_value_t = 2.5)]
+    pub seconds: f64,
+
+    /// Workloads, comma-separated (see `keel-bench engine --help`).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "create,append,overwrite,randwrite"
+    )]
+    pub workloads: Vec<String>,
+
+    /// Journal modes, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "metadata-only,full")]
+    pub modes: Vec<String>,
+
+    /// Queue depths, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "1,32")]
+    pub qd: Vec<u32>,
+
+    /// Bytes each transaction writes.
+    #[arg(long, default_value = "4k")]
+    pub bs: String,
+
+    /// Service time of each sim command, in microseconds (a datacenter NVMe drive writes
+    /// 4 KiB into its cache in about 10 µs).
+    #[arg(long, default_value_t = 10)]
+    pub sim_latency_us: u64,
+
+    /// Capacity of the sim device [default: keel-bench engine's].
+    #[arg(long)]
+    pub size: Option<String>,
+
+    /// Seed of every run.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+
+    /// One more argument passed to every `keel-bench engine` run (repeatable), e.g.
+    /// `--engine-arg=--max-batch-wait-us=0`.
+    #[arg(long, allow_hyphen_values = true)]
+    pub engine_arg: Vec<String>,
+
+    /// Print the JSON report on stdout instead of the table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl SuiteArgs {
+    /// Checks what clap does not.
+    pub fn check(&self) -> Result<(), String> {
+        if !(self.seconds > 0.0 && self.seconds.is_finite()) {
+            return Err(format!("--seconds {} must be positive", self.seconds));
+        }
+        if self.workloads.is_empty() || self.modes.is_empty() || self.qd.is_empty() {
+            return Err("--workloads, --modes and --qd each need at least one value".into());
+        }
+        for m in &self.modes {
+            Mode::from_str(m, false).map_err(|e| format!("--modes: {e}"))?;
+        }
+        for w in &self.workloads {
+            EngineWorkload::from_str(w, false).map_err(|e| format!("--workloads: {e}"))?;
+        }
+        Ok(())
+    }
+}
+
+/// `keel-bench compare`: Keel and fio on one file, alternating.
+#[derive(Debug, Args)]
+pub struct CompareArgs {
+    /// File or block device (its contents are overwritten). A file is created at --size
+    /// and written once in full, so that reads hit data.
+    #[arg(long)]
+    pub path: PathBuf,
+
+    /// Bytes of the file the runs use (and the engine formats).
+    #[arg(long, default_value = "1g", value_parser = parse_size)]
+    pub size: u64,
+
+    /// Workload of the raw and fio runs; the engine runs random writes of --bs (or
+    /// overwrites, with randread here, which it has no counterpart for: skipped).
+    #[arg(long, value_enum, default_value_t = CompareWorkload::Randwrite)]
+    pub workload: CompareWorkload,
+
+    /// Bytes per I/O.
+    #[arg(long, default_value = "4k", value_parser = parse_size_u32)]
+    pub bs: u32,
+
+    /// Commands (raw, fio) or transactions (engine) in flight.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub qd: u32,
+
+    /// Measured seconds of each run.
+    #[arg(long, default_value_t = 5.0)]
+    pub seconds: f64,
+
+    /// Rounds: every contender runs once per round, in the same order; the figures are
+    /// the medians over rounds.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub rounds: u32,
+
+    /// Paths to compare, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "uring,psync")]
+    pub paths: Vec<ComparePath>,
+
+    /// Leave fio out even when it is installed.
+    #[arg(long)]
+    pub no_fio: bool,
+
+    /// Print the JSON report on stdout instead of the table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// What `compare` runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum CompareWorkload {
+    /// 4 KiB (--bs) writes at random aligned offsets.
+    Randwrite,
+    /// Reads at random aligned offsets (raw and fio only).
+    Randread,
+}
+
+impl CompareWorkload {
+    /// The name as given on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CompareWorkload::Randwrite => "randwrite",
+            CompareWorkload::Randread => "randread",
+        }
+    }
+}
+
+/// A kernel I/O path both Keel and fio can use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ComparePath {
+    /// io_uring (Keel's uring driver; fio's io_uring engine).
+    Uring,
+    /// pread/pwrite (Keel's psync driver; fio's psync engine, which has no queue depth).
+    Psync,
+}
+
+impl ComparePath {
+    /// The name as given on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ComparePath::Uring => "uring",
+            ComparePath::Psync => "psync",
+        }
+    }
+}
+
+impl CompareArgs {
+    /// Checks what clap does not.
+    pub fn check(&self) -> Result<(), String> {
+        if !(self.seconds > 0.0 && self.seconds.is_finite()) {
+            return Err(format!("--seconds {} must be positive", self.seconds));
+        }
+        if self.bs == 0 || self.bs % 512 != 0 {
+            return Err(format!("--bs {} must be a multiple of 512", self.bs));
+        }
+        if self.size < u64::from(self.bs) * 1024 {
+            return Err(format!(
+                "--size {} is too small for --bs {}",
+                self.size, self.bs
+            ));
+        }
+        if self.paths.is_empty() {
+            return Err("--paths needs at least one path".into());
+        }
+        Ok(())
     }
 }
 

@@ -98,6 +98,33 @@ pub enum BenchError {
     /// The report could not be encoded.
     #[error("encode the report as JSON")]
     Json(#[from] serde_json::Error),
+    /// A result file could not be written or read.
+    #[error("{what} {}", path.display())]
+    File {
+        /// What was done to the file ("write", "create the folder", ...).
+        what: &'static str,
+        /// The file.
+        path: std::path::PathBuf,
+        /// The system's error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A plot could not be drawn.
+    #[error("draw {path}: {message}")]
+    Plot {
+        /// The SVG file.
+        path: String,
+        /// What plotters said.
+        message: String,
+    },
+    /// An outside tool (fio) could not run or its output could not be read.
+    #[error("{tool}: {message}")]
+    Tool {
+        /// The tool.
+        tool: &'static str,
+        /// What went wrong.
+        message: String,
+    },
 }
 
 /// The error and each of its sources, joined by `": "`.

@@ -11,6 +11,11 @@
 //! - `crash`: the engine's crash explorer: power cuts on the sim device, recovery, and a
 //!   check of every object against what the journal mode guarantees.
 //! - `fsck`: recovers the store on a file or block device and checks it.
+//! - `suite`: the main job: `engine` runs of Full and MetadataOnly side by side over
+//!   create, append, overwrite and random writes at QD1 and QD32 on the sim device; a
+//!   table, JSON and an SVG plot ([`plot`]) in an output folder.
+//! - `compare`: Keel raw, Keel engine (both modes) and fio ([`fio`]) on one file,
+//!   alternating over rounds: medians and ratios to fio.
 //!
 //! The pieces: [`cli`] parses the command line; [`device`] opens the driver it names and
 //! hands the concrete device to a generic job, so each driver gets its own compiled hot
@@ -22,14 +27,18 @@
 //! names the operation and each cause); 2 a usage error.
 
 mod cli;
+mod compare;
 mod cpu;
 mod crash;
 mod device;
 mod engine;
 mod error;
+mod fio;
 mod fsck;
+mod plot;
 mod raw;
 mod report;
+mod suite;
 
 use std::process::ExitCode;
 
@@ -97,6 +106,28 @@ fn run(command: Command) -> Result<(), BenchError> {
                 print!("{}", out.table());
             }
             out.verdict()
+        }
+        Command::Suite(args) => {
+            let report = suite::run(&args)?;
+            if args.json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                print!("{}", suite::table(&report));
+                eprintln!(
+                    "suite: wrote suite.txt, suite.json and suite.svg to {}",
+                    args.out.display()
+                );
+            }
+            Ok(())
+        }
+        Command::Compare(args) => {
+            let report = compare::run(&args)?;
+            if args.json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                print!("{}", compare::table(&report));
+            }
+            Ok(())
         }
     }
 }

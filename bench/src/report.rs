@@ -285,7 +285,7 @@ pub struct EngineReport {
 }
 
 /// `n / d`, or 0 when `d` is 0.
-fn ratio(n: f64, d: f64) -> f64 {
+pub fn ratio(n: f64, d: f64) -> f64 {
     if d > 0.0 {
         n / d
     } else {
