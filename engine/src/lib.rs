@@ -35,6 +35,8 @@ pub mod crash;
 pub mod error;
 pub mod ffi;
 pub mod fsck;
+#[doc(hidden)]
+pub mod hot_paths;
 pub mod journal;
 pub mod meta;
 pub mod shard;

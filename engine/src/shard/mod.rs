@@ -19,7 +19,7 @@ mod batch;
 mod checkpoint;
 mod io;
 mod locks;
-mod plan;
+pub(crate) mod plan;
 mod read;
 pub(crate) mod recovery;
 
