@@ -377,6 +377,7 @@ fn shard_stats_delta(after: &ShardStats, before: &ShardStats) -> ShardStats {
         full_journal_txns: after.full_journal_txns - before.full_journal_txns,
         batches: after.batches - before.batches,
         batch_entries: after.batch_entries - before.batch_entries,
+        overlapped_batches: after.overlapped_batches - before.overlapped_batches,
         batch_bytes: after.batch_bytes - before.batch_bytes,
         flushes: after.flushes - before.flushes,
         checkpoints: after.checkpoints - before.checkpoints,

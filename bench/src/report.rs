@@ -266,6 +266,8 @@ pub struct EngineReport {
     pub batches: u64,
     /// Entries per batch, on average.
     pub avg_batch_entries: f64,
+    /// Batches sealed while an earlier one was still in flight (a slow device).
+    pub overlapped_batches: u64,
     /// Checkpoints written.
     pub checkpoints: u64,
     /// Data pages written into fresh extents.
@@ -326,6 +328,7 @@ impl EngineReport {
             ),
             batches: s.batches,
             avg_batch_entries: ratio(s.batch_entries as f64, s.batches as f64),
+            overlapped_batches: s.overlapped_batches,
             checkpoints: s.checkpoints,
             fresh_pages: s.fresh_pages,
             overwrite_pages: s.overwrite_pages,

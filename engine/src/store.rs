@@ -450,6 +450,7 @@ impl<D: BlockDevice> Store<D> {
             t.full_journal_txns += x.full_journal_txns;
             t.batches += x.batches;
             t.batch_entries += x.batch_entries;
+            t.overlapped_batches += x.overlapped_batches;
             t.batch_bytes += x.batch_bytes;
             t.flushes += x.flushes;
             t.checkpoints += x.checkpoints;

@@ -1,78 +1,129 @@
-//! Group commit: ready entries become one journal batch, one batch in flight at a time.
+//! Group commit: ready entries become journal batches, several in flight at once,
+//! committed strictly in sequence order.
 //!
 //! ```text
-//!  Idle ──(ready entries, journal space)──► [Flushing] ──► Writing ──(all chunks)──► Idle
-//!                                             only if an entry depends on data written
-//!                                             since the last flush and the device has a
-//!                                             volatile cache (and data is not FUA)
+//!  ready entries ──seal──► [Flushing] ──► Writing ──(all chunks)──► Written ──► committed
+//!                           only if an entry depends on data      (in seq order: a batch
+//!                           written since the last flush and the   commits only once every
+//!                           device has a volatile cache (and data  earlier one has)
+//!                           is not FUA)
 //! ```
 //!
-//! While a batch is in flight, newly ready entries wait and so join the next batch: the
-//! batch size follows the load by itself. The batch is written with FUA when the device has
-//! a volatile cache; its transactions are committed and acknowledged when every chunk
-//! has completed, in order (docs/format.md §5 rules 1–3).
+//! When to seal: with no batch in flight, at once — unless other transactions are still
+//! writing their data, in which case the ready entries wait up to `max_batch_wait_us` for
+//! them (a lone transaction never waits). With batches in flight, the ready entries wait
+//! for those to finish (so batches grow with the load), but no longer than
+//! `max_batch_wait_us`: on a device whose flushes take milliseconds, the next batch is
+//! sealed and written while earlier ones are still in flight, up to
+//! `max_batches_in_flight`. A batch closes at `max_batch_bytes`.
+//!
+//! Why batches may overlap (docs/format.md §5): a batch is written with FUA when the device
+//! has a volatile cache, and its transactions are committed and acknowledged only when it
+//! and every earlier batch are durable. Recovery follows the chain of batch headers (each
+//! names the crc of the one before) and stops at the first batch that is missing or torn,
+//! so a later batch that reached the media before an earlier one is never replayed alone.
+//! The same chain covers the flush ordering: a batch sealed while an earlier batch's flush
+//! is in flight may rely on that flush for its data; it can only be replayed if the earlier
+//! batch is valid, and that batch was written only after its flush completed.
 
 use keel_drivers::{Command, QueuePair};
 
 use super::io::{ChunkedWrite, JobKind, Owner};
-use super::{Shard, TxnState};
+use super::{CkptState, Shard, TxnState};
 use crate::journal::{BatchHeader, HEADER_BYTES};
 
-/// The batch in flight, if any.
-pub(crate) enum BatchState {
-    /// No batch in flight.
-    Idle,
+/// Where a sealed batch is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum BatchPhase {
     /// A Flush before the batch is in flight.
-    Flushing(SealedBatch),
+    Flushing,
     /// The batch's chunks are being written.
-    Writing(SealedBatch),
+    Writing,
+    /// Every chunk is durable; it commits once every earlier batch has.
+    Written,
 }
 
+/// A sealed batch, from seal to commit.
 pub(crate) struct SealedBatch {
     seq: u64,
+    phase: BatchPhase,
     entries: Vec<usize>,
     data: Vec<u8>,
     write: ChunkedWrite,
 }
 
 impl<Q: QueuePair> Shard<Q> {
+    /// Issues what the batches in flight have left to write, then seals a new batch when
+    /// it is time. True if anything happened.
     pub(crate) fn batch_step(&mut self) -> bool {
         if self.failed.is_some() {
             return false;
         }
-        match &mut self.batch {
-            BatchState::Writing(b) if !b.write.all_issued() => {
-                let before = b.write.pending;
-                let bs = self.geo.block_size;
-                let r = b.write.issue(
-                    &b.data,
-                    bs,
-                    &mut self.journal_qp,
-                    &self.journal_pool,
-                    &mut self.io,
-                    Owner::Job(JobKind::Batch),
-                );
-                let progressed = b.write.pending != before;
-                if let Err(e) = r {
-                    self.fail(format!("journal write: {e}"));
-                }
+        let mut progressed = false;
+        for i in 0..self.batches.len() {
+            progressed |= self.issue_batch(i);
+            if self.failed.is_some() {
                 return progressed;
             }
-            BatchState::Idle => {}
-            _ => return false,
         }
+        progressed | self.seal_batch()
+    }
+
+    /// Issues the chunks of batch `i` that the journal pool and queue pair have room for.
+    fn issue_batch(&mut self, i: usize) -> bool {
+        let b = &mut self.batches[i];
+        if b.phase != BatchPhase::Writing || b.write.all_issued() {
+            return false;
+        }
+        let before = b.write.pending;
+        let r = b.write.issue(
+            &b.data,
+            self.geo.block_size,
+            &mut self.journal_qp,
+            &self.journal_pool,
+            &mut self.io,
+            Owner::Job(JobKind::Batch(b.seq)),
+        );
+        let progressed = b.write.pending != before;
+        if let Err(e) = r {
+            self.fail(format!("journal write: {e}"));
+        }
+        progressed
+    }
+
+    /// Whether ready entries should wait rather than be sealed now.
+    fn hold_batch(&mut self) -> bool {
+        let in_flight = self.batches.len();
+        if in_flight >= self.cfg.max_batches_in_flight.max(1) as usize {
+            return true;
+        }
+        // A checkpoint waits for a batch boundary: let the batches in flight drain.
+        let ckpt_due = self.ckpt_wanted || self.journal_fill() > self.cfg.checkpoint_fill;
+        if in_flight > 0 && ckpt_due && matches!(self.ckpt, CkptState::Idle) {
+            return true;
+        }
+        let bytes: usize = self.ready.iter().map(|&s| self.txns[s].entry.len()).sum();
+        if bytes >= self.cfg.max_batch_bytes as usize {
+            return false;
+        }
+        let since = *self.ready_since.get_or_insert_with(std::time::Instant::now);
+        let waited = since.elapsed().as_micros() >= u128::from(self.cfg.max_batch_wait_us);
+        if in_flight > 0 {
+            // Let the batch grow while earlier ones finish, unless they are slow.
+            return !waited;
+        }
+        let more_coming = self.txns.iter().any(|(_, t)| t.state == TxnState::Writing);
+        more_coming && !waited
+    }
+
+    /// Seals ready entries into a batch and starts it (flush first when needed).
+    fn seal_batch(&mut self) -> bool {
         if self.ready.is_empty() {
             self.ready_since = None;
             return false;
         }
-        if self.cfg.max_batch_wait_us > 0 {
-            let since = *self.ready_since.get_or_insert_with(std::time::Instant::now);
-            let more_coming = self.txns.iter().any(|(_, t)| t.state == TxnState::Writing);
-            let bytes: usize = self.ready.iter().map(|&s| self.txns[s].entry.len()).sum();
-            let waited = since.elapsed().as_micros() >= u128::from(self.cfg.max_batch_wait_us);
-            if more_coming && bytes < self.cfg.max_batch_bytes as usize && !waited {
-                return false;
-            }
+        if self.hold_batch() {
+            return false;
         }
         // Take entries up to the batch size (at least one).
         let bs = u64::from(self.geo.block_size);
@@ -135,60 +186,77 @@ impl<Q: QueuePair> Shard<Q> {
         self.stats.batches += 1;
         self.stats.batch_entries += n as u64;
         self.stats.batch_bytes += blocks * bs;
-        let sealed = SealedBatch {
-            seq,
-            entries,
-            data,
-            write: ChunkedWrite::new(segments, self.geo.volatile_write_cache),
-        };
+        self.stats.overlapped_batches += u64::from(!self.batches.is_empty());
         let need_flush = self.geo.volatile_write_cache
             && !self.cfg.data_fua
             && depends_on_data
             && self.data_since_flush;
+        self.batches.push_back(SealedBatch {
+            seq,
+            phase: if need_flush {
+                BatchPhase::Flushing
+            } else {
+                BatchPhase::Writing
+            },
+            entries,
+            data,
+            write: ChunkedWrite::new(segments, self.geo.volatile_write_cache),
+        });
         if need_flush {
             self.data_since_flush = false;
             self.stats.flushes += 1;
             let r = self.io.submit(
                 &mut self.journal_qp,
-                Owner::Job(JobKind::BatchFlush),
+                Owner::Job(JobKind::BatchFlush(seq)),
                 Command::Flush,
             );
-            self.batch = BatchState::Flushing(sealed);
             if let Err(e) = r {
-                self.fail(format!("flush before journal batch: {e}"));
+                self.fail(format!("flush before journal batch {seq}: {e}"));
             }
         } else {
-            self.batch = BatchState::Writing(sealed);
-            self.batch_step();
+            self.issue_batch(self.batches.len() - 1);
         }
         true
     }
 
+    fn batch_index(&self, seq: u64) -> usize {
+        let first = self.batches.front().expect("a batch job completes").seq;
+        let i = (seq - first) as usize;
+        debug_assert_eq!(
+            self.batches[i].seq, seq,
+            "batches in flight are consecutive"
+        );
+        i
+    }
+
     pub(crate) fn on_job_done(&mut self, kind: JobKind) {
         match kind {
-            JobKind::BatchFlush => {
-                let BatchState::Flushing(b) = std::mem::replace(&mut self.batch, BatchState::Idle)
-                else {
-                    unreachable!("batch flush completes while flushing")
-                };
-                self.batch = BatchState::Writing(b);
-                self.batch_step();
+            JobKind::BatchFlush(seq) => {
+                let i = self.batch_index(seq);
+                assert_eq!(self.batches[i].phase, BatchPhase::Flushing);
+                self.batches[i].phase = BatchPhase::Writing;
+                self.issue_batch(i);
             }
-            JobKind::Batch => {
-                let BatchState::Writing(b) = &mut self.batch else {
-                    unreachable!("batch chunk completes while writing")
-                };
+            JobKind::Batch(seq) => {
+                let i = self.batch_index(seq);
+                let b = &mut self.batches[i];
+                assert_eq!(b.phase, BatchPhase::Writing);
                 b.write.pending -= 1;
-                if !b.write.done() {
-                    return;
+                if b.write.done() {
+                    b.phase = BatchPhase::Written;
                 }
-                let BatchState::Writing(b) = std::mem::replace(&mut self.batch, BatchState::Idle)
-                else {
-                    unreachable!()
-                };
-                self.journal.durable_seq = b.seq;
-                for slot in b.entries {
-                    self.commit(slot, b.seq);
+                // Commit in sequence order: only a written batch with every earlier one
+                // committed.
+                while self
+                    .batches
+                    .front()
+                    .is_some_and(|b| b.phase == BatchPhase::Written)
+                {
+                    let b = self.batches.pop_front().expect("front exists");
+                    self.journal.durable_seq = b.seq;
+                    for slot in b.entries {
+                        self.commit(slot, b.seq);
+                    }
                 }
             }
             JobKind::CkptFlush | JobKind::Ckpt => self.on_ckpt_job_done(kind),

@@ -13,7 +13,7 @@
 use keel_drivers::{Command, QueuePair};
 
 use super::io::{ChunkedWrite, JobKind, Owner};
-use super::{BatchState, Shard};
+use super::Shard;
 use crate::error::{Result, StoreError};
 use crate::meta::encode_table;
 use crate::types::PAGE;
@@ -144,7 +144,7 @@ impl<Q: QueuePair> Shard<Q> {
         })
     }
 
-    fn journal_fill(&self) -> f64 {
+    pub(crate) fn journal_fill(&self) -> f64 {
         (self.journal.next_pos - self.journal.head_pos) as f64 / self.ring_blocks() as f64
     }
 
@@ -155,7 +155,7 @@ impl<Q: QueuePair> Shard<Q> {
         match std::mem::replace(&mut self.ckpt, CkptState::Idle) {
             CkptState::Idle => {
                 let wanted = self.ckpt_wanted || self.journal_fill() > self.cfg.checkpoint_fill;
-                if !wanted || !matches!(self.batch, BatchState::Idle) {
+                if !wanted || !self.batches.is_empty() {
                     return false;
                 }
                 if self.journal.next_pos == self.journal.head_pos && !self.ckpt_forced {

@@ -27,10 +27,10 @@ pub(crate) enum Owner {
 /// Jobs on the journal queue pair.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum JobKind {
-    /// The flush before a batch.
-    BatchFlush,
-    /// The batch write.
-    Batch,
+    /// The flush before the batch of this sequence number.
+    BatchFlush(u64),
+    /// A chunk of the batch of this sequence number.
+    Batch(u64),
     /// The flush before a checkpoint.
     CkptFlush,
     /// The checkpoint slot write.

@@ -15,7 +15,7 @@ use slab::Slab;
 use super::checkpoint::CkptHeader;
 use super::io::IoTable;
 use super::locks::Locks;
-use super::{BatchState, CkptState, JournalPos, Shard, ShardConfig, ShardStats};
+use super::{CkptState, JournalPos, Shard, ShardConfig, ShardStats};
 use crate::alloc::Allocator;
 use crate::codec::Reader;
 use crate::error::{Result, StoreError};
@@ -287,7 +287,7 @@ impl<Q: QueuePair> Shard<Q> {
             writers: VecDeque::new(),
             ready: VecDeque::new(),
             ready_since: None,
-            batch: BatchState::Idle,
+            batches: VecDeque::new(),
             journal: JournalPos {
                 next_seq: seq,
                 next_pos: pos,
