@@ -217,20 +217,20 @@ impl Controller {
         };
         let chunks = ChunkPool::new(mapper.clone());
         let entries = usize::from(ADMIN_ENTRIES);
-        let rings = chunks.alloc(entries * 64 + 4096)?;
+        // ASQ and ACQ must each be 4 KiB aligned (§3.1.9-10: bits 11:0 reserved).
+        let rings = chunks.alloc(2 * 4096)?;
         let page = chunks.alloc(IDENTIFY_BYTES)?;
-        let (asq, acq) = (rings.dev(), rings.dev() + (entries * 64) as u64);
+        let (asq, acq) = (rings.dev(), rings.dev() + 4096);
         let stride = cap.doorbell_stride_bytes();
-        // SAFETY: the rings chunk holds 32 SQ entries then (at +2 KiB, 4 KiB aligned within
-        // the chunk's device range) 32 CQ entries, zeroed; it lives in Admin next to the
-        // queue, and the controller is disabled (at the latest by the shutdown in Drop)
-        // before it is freed.
+        // SAFETY: the rings chunk holds 32 SQ entries (2 KiB) then, at +4 KiB, 32 CQ
+        // entries, zeroed; it lives in Admin next to the queue, and the controller is
+        // disabled (at the latest by the shutdown in Drop) before it is freed.
         let queue = unsafe {
             Queue::new(
                 0,
                 ADMIN_ENTRIES,
                 rings.ptr().cast(),
-                rings.ptr().add(entries * 64).cast(),
+                rings.ptr().add(4096).cast(),
                 regs.doorbell(0, false, stride),
                 regs.doorbell(0, true, stride),
             )

@@ -95,8 +95,8 @@ pub struct NvmeConfig {
     pub admin_timeout: Duration,
     /// Most time an I/O command may take before its queue pair is failed.
     pub io_timeout: Duration,
-    /// Largest transfer of one Keel command; larger than MDTS is split into several NVMe
-    /// commands. `None`: one NVMe command's worth (MDTS).
+    /// Largest transfer of one Keel command, when larger than MDTS: such commands are
+    /// split into several NVMe commands. `None` (or smaller): one NVMe command's worth.
     pub max_transfer_bytes: Option<u32>,
 }
 

@@ -19,9 +19,9 @@ pub fn command_max_bytes(ctrlr: &IdentifyController, block_size: u32) -> u32 {
     mdts.min(nlb) as u32
 }
 
-/// The geometry Keel sees. `max_transfer_bytes` is `transfer_bytes` when given (larger
-/// transfers are split into commands of at most MDTS and joined into one completion),
-/// else one command's worth.
+/// The geometry Keel sees. `max_transfer_bytes` is one NVMe command's worth (MDTS), or
+/// `transfer_bytes` when that is larger: larger transfers are split into commands of at
+/// most MDTS and joined into one completion.
 pub fn geometry(
     ctrlr: &IdentifyController,
     ns: &IdentifyNamespace,
@@ -30,7 +30,7 @@ pub fn geometry(
 ) -> Geometry {
     let block_size = ns.block_size().expect("checked at bring-up");
     let per_cmd = command_max_bytes(ctrlr, block_size);
-    let max = transfer_bytes.unwrap_or(per_cmd);
+    let max = transfer_bytes.map_or(per_cmd, |t| t.max(per_cmd));
     Geometry {
         block_size,
         block_count: ns.nsze,

@@ -468,6 +468,17 @@ impl NvmeQpair {
     }
 }
 
+impl std::fmt::Debug for NvmeQpair {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NvmeQpair")
+            .field("qid", &self.qid)
+            .field("depth", &self.depth)
+            .field("in_flight", &self.in_flight())
+            .field("failed", &self.failed)
+            .finish()
+    }
+}
+
 impl QueuePair for NvmeQpair {
     fn geometry(&self) -> &Geometry {
         &self.geometry
