@@ -123,16 +123,17 @@ fn round_trips_many_blocks_up_to_max_transfer() {
     let pool = pool(max, 4);
     let mut qp = qpair(&dev, 16, &[&pool]);
     let bs = g.block_size as usize;
-    for (i, (lba, len)) in [
+    let cases = [
         (0u64, bs),
         (1, 3 * bs),
         (100, 8192),
         (1000, 12 * 4096),
         (5000, max),
-    ]
-    .into_iter()
-    .enumerate()
-    {
+    ];
+    // A small MDTS (QEMU's mdts=) leaves out the middle sizes.
+    let cases: Vec<_> = cases.into_iter().filter(|&(_, len)| len <= max).collect();
+    let n = cases.len() as u64 + 1;
+    for (i, (lba, len)) in cases.into_iter().enumerate() {
         let data = pattern(i as u64, len);
         write(&mut qp, &pool, lba, &data, false);
         assert_eq!(read(&mut qp, &pool, lba, len), data, "lba {lba} len {len}");
@@ -143,8 +144,8 @@ fn round_trips_many_blocks_up_to_max_transfer() {
     write(&mut qp, &pool, last, &data, false);
     assert_eq!(read(&mut qp, &pool, last, bs), data);
     let st = qp.stats();
-    assert_eq!(st.cmds(Op::Write), 6);
-    assert_eq!(st.cmds(Op::Read), 6);
+    assert_eq!(st.cmds(Op::Write), n);
+    assert_eq!(st.cmds(Op::Read), n);
     assert_eq!(st.errors, 0);
 }
 
@@ -153,7 +154,7 @@ fn many_commands_in_flight_complete_by_tag() {
     let Some((_g, cfg)) = setup() else { return };
     let dev = NvmeDevice::open(&cfg).unwrap();
     let bs = dev.geometry().block_size as usize;
-    let pool = pool(16 << 10, 64);
+    let pool = pool(8 * bs, 64);
     let mut qp = qpair(&dev, 64, &[&pool]);
     for round in 0..3u64 {
         for i in 0..64u64 {

@@ -22,8 +22,10 @@ fn small() -> ShardConfig {
     }
 }
 
-fn device(cfg: &NvmeConfig) -> AnyDevice {
-    AnyDevice::Nvme(NvmeDevice::open(cfg).expect("open the NVMe controller"))
+fn device(cfg: &NvmeConfig) -> (AnyDevice, u16) {
+    let dev = NvmeDevice::open(cfg).expect("open the NVMe controller");
+    let qpairs = dev.max_qpairs();
+    (AnyDevice::Nvme(dev), qpairs)
 }
 
 #[test]
@@ -32,13 +34,18 @@ fn the_store_runs_on_nvme_and_recovers() {
         println!("skipped: KEEL_NVME_PCI not set");
         return;
     };
-    let cfg = NvmeConfig::new(pci);
+    let mut cfg = NvmeConfig::new(pci);
+    // The journal writes batches of up to ShardConfig::max_batch_bytes in one command; the
+    // driver splits what is larger than the controller's MDTS.
+    cfg.max_transfer_bytes = Some(1 << 20);
     for mode in [JournalMode::Full, JournalMode::MetadataOnly] {
-        let dev = device(&cfg);
+        let (dev, qpairs) = device(&cfg);
         assert_eq!(dev.driver(), "nvme");
         println!("{mode}: {:?}", dev.geometry());
         let mut opts = MkfsOptions::new(mode);
-        opts.shards = 2;
+        // Two queue pairs per shard (data and journal): as many shards as the controller
+        // has queue pairs for, up to 2.
+        opts.shards = u32::from(qpairs / 2).clamp(1, 2);
         Store::mkfs(&dev, &opts).expect("mkfs");
         let mut s = Store::open(dev, small()).expect("open");
 
@@ -89,7 +96,7 @@ fn the_store_runs_on_nvme_and_recovers() {
         s.close().expect("close");
 
         // Reopen the controller (clean shutdown happened on close) and recover.
-        let mut s = Store::open(device(&cfg), small()).expect("reopen");
+        let mut s = Store::open(device(&cfg).0, small()).expect("reopen");
         for ((c, n), w) in objects.iter().zip(&want) {
             assert_eq!(&s.read(*c, n, 0, 1 << 20).unwrap(), w, "{mode}: {n:?}");
         }
