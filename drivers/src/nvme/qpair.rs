@@ -227,7 +227,15 @@ impl NvmeQpair {
                 if let Some(&(_, iova)) = iovas.iter().find(|(r, _)| *r == id) {
                     return Some(Xlate::Iova(iova));
                 }
-                let iova = mapper.translate(region, 0)?;
+                // Not registered at open: map it now, once (QpairOptions: "buffers from
+                // other memory still work, by the slower path").
+                let iova = match mapper.translate(region, 0) {
+                    Some(iova) => iova,
+                    None => {
+                        mapper.register(region).ok()?;
+                        mapper.translate(region, 0)?
+                    }
+                };
                 iovas.push((id, iova));
                 Some(Xlate::Iova(iova))
             }
