@@ -93,6 +93,8 @@ pub enum Driver {
     Psync,
     /// io_uring on O_DIRECT: the best kernel path.
     Uring,
+    /// Userspace NVMe on the PCI controller named by --pci: no kernel on the I/O path.
+    Nvme,
 }
 
 impl Driver {
@@ -103,6 +105,7 @@ impl Driver {
             Driver::Sim => "sim",
             Driver::Psync => "psync",
             Driver::Uring => "uring",
+            Driver::Nvme => "nvme",
         }
     }
 
@@ -149,6 +152,11 @@ pub struct DeviceArgs {
     /// File or block device for psync and uring. A file is created, or extended, to --size.
     #[arg(long, required_if_eq_any([("driver", "psync"), ("driver", "uring")]))]
     pub path: Option<PathBuf>,
+
+    /// nvme: the controller's PCI address (0000:00:04.0), or "auto" for the first NVMe
+    /// controller with no driver bound or bound to vfio-pci.
+    #[arg(long, required_if_eq("driver", "nvme"))]
+    pub pci: Option<String>,
 
     /// Capacity of a null or sim device; size a psync or uring file is created at. raw's
     /// workload covers the first --size bytes of the device; engine formats all of it.
@@ -204,6 +212,12 @@ impl DeviceArgs {
         if self.path.is_some() && !self.driver.needs_path() {
             return Err(format!(
                 "--path is for the psync and uring drivers, not {}",
+                self.driver.as_str()
+            ));
+        }
+        if self.pci.is_some() && self.driver != Driver::Nvme {
+            return Err(format!(
+                "--pci is for the nvme driver, not {}",
                 self.driver.as_str()
             ));
         }
@@ -729,6 +743,7 @@ impl FsckArgs {
         DeviceArgs {
             driver: self.driver,
             path: Some(self.path.clone()),
+            pci: None,
             size: None,
             block_size: self.block_size,
             sim_latency_us: 0,

@@ -8,6 +8,7 @@ use std::os::unix::fs::FileTypeExt;
 use std::path::Path;
 
 use keel_drivers::null::NullDevice;
+use keel_drivers::nvme::{NvmeConfig, NvmeDevice};
 use keel_drivers::psync::{PsyncConfig, PsyncDevice};
 use keel_drivers::sim::{SimConfig, SimDevice};
 use keel_drivers::uring::{UringConfig, UringDevice};
@@ -71,6 +72,14 @@ pub fn open<J: DeviceJob>(
             cfg.max_transfer_bytes = cfg.max_transfer_bytes.max(transfer_bytes);
             cfg.sqpoll = args.sqpoll;
             job.run(UringDevice::open(&cfg).map_err(open_err)?)
+        }
+        Driver::Nvme => {
+            // clap requires --pci with --driver nvme.
+            let pci = args.pci.as_deref().expect("--pci is required for nvme");
+            let mut cfg = NvmeConfig::new(pci);
+            // Larger than MDTS is split into several NVMe commands by the driver.
+            cfg.max_transfer_bytes = Some(transfer_bytes);
+            job.run(NvmeDevice::open(&cfg).map_err(open_err)?)
         }
     }
 }

@@ -7,7 +7,7 @@
 //! `match` to reach the driver underneath.
 //!
 //! ```text
-//!   AnyDevice::{Sim, Psync, Uring} ──open_qpair──► AnyQpair::{Sim, Psync, Uring}
+//!   AnyDevice::{Sim, Psync, Uring, Nvme} ──open_qpair──► AnyQpair::{Sim, Psync, Uring, Nvme}
 //!                                                     │ submit / kick / poll / stats
 //!                                                     └──► the driver's own queue pair
 //! ```
@@ -18,6 +18,7 @@
 use crate::command::{Command, Completion};
 use crate::error::{DriverError, Rejected};
 use crate::geometry::Geometry;
+use crate::nvme::{NvmeDevice, NvmeQpair};
 use crate::psync::{PsyncDevice, PsyncQpair};
 use crate::qpair::{BlockDevice, IoStats, QpairOptions, QueuePair};
 use crate::sim::{SimDevice, SimQpair};
@@ -32,15 +33,18 @@ pub enum AnyDevice {
     Psync(PsyncDevice),
     /// io_uring on O_DIRECT ([`crate::uring`]).
     Uring(UringDevice),
+    /// Userspace NVMe ([`crate::nvme`]).
+    Nvme(NvmeDevice),
 }
 
 impl AnyDevice {
-    /// The driver's name: "sim", "psync" or "uring".
+    /// The driver's name: "sim", "psync", "uring" or "nvme".
     pub fn driver(&self) -> &'static str {
         match self {
             Self::Sim(_) => "sim",
             Self::Psync(_) => "psync",
             Self::Uring(_) => "uring",
+            Self::Nvme(_) => "nvme",
         }
     }
 }
@@ -63,6 +67,12 @@ impl From<UringDevice> for AnyDevice {
     }
 }
 
+impl From<NvmeDevice> for AnyDevice {
+    fn from(d: NvmeDevice) -> Self {
+        Self::Nvme(d)
+    }
+}
+
 impl BlockDevice for AnyDevice {
     type Qpair = AnyQpair;
 
@@ -71,6 +81,7 @@ impl BlockDevice for AnyDevice {
             Self::Sim(d) => d.geometry(),
             Self::Psync(d) => d.geometry(),
             Self::Uring(d) => d.geometry(),
+            Self::Nvme(d) => d.geometry(),
         }
     }
 
@@ -79,6 +90,7 @@ impl BlockDevice for AnyDevice {
             Self::Sim(d) => AnyQpair::Sim(d.open_qpair(opts)?),
             Self::Psync(d) => AnyQpair::Psync(d.open_qpair(opts)?),
             Self::Uring(d) => AnyQpair::Uring(d.open_qpair(opts)?),
+            Self::Nvme(d) => AnyQpair::Nvme(d.open_qpair(opts)?),
         })
     }
 }
@@ -94,6 +106,8 @@ pub enum AnyQpair {
     Psync(PsyncQpair),
     /// An io_uring device's queue pair.
     Uring(UringQpair),
+    /// A userspace NVMe queue pair.
+    Nvme(NvmeQpair),
 }
 
 /// Calls the same method on whichever queue pair `$qp` holds.
@@ -103,6 +117,7 @@ macro_rules! delegate {
             AnyQpair::Sim($q) => $call,
             AnyQpair::Psync($q) => $call,
             AnyQpair::Uring($q) => $call,
+            AnyQpair::Nvme($q) => $call,
         }
     };
 }

@@ -24,6 +24,7 @@
 //! - [`null`]: completes at once, moves no data: the cost of the software alone.
 //! - [`psync`]: pread/pwrite on O_DIRECT: the plain kernel path.
 //! - [`uring`]: io_uring on O_DIRECT with registered buffers and files: the best kernel path.
+//! - [`nvme`]: userspace NVMe over PCI (sysfs + pagemap, or VFIO): no kernel on the I/O path.
 //! - [`any`]: one device type over sim, psync and uring, for a driver chosen at run time.
 //!
 //! DMA memory ([`dma`]) comes from 2 MiB hugepages when reserved, else aligned heap memory.
@@ -34,6 +35,7 @@ pub mod dma;
 pub mod error;
 pub mod geometry;
 pub mod null;
+pub mod nvme;
 pub mod psync;
 pub mod qpair;
 pub mod sim;
