@@ -28,7 +28,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-say() { echo "fio-engine: $*" >&2; }
+start=$SECONDS
+say() { echo "fio-engine: [$((SECONDS - start)) s] $*" >&2; }
 die() {
   say "$*"
   exit 1
@@ -230,7 +231,7 @@ for job in data["jobs"]:
         if d["io_bytes"]:
             parts.append(f'{name} {d["iops"]:.0f} IOPS {d["bw"] / 1024:.1f} MiB/s ({d["io_bytes"] >> 20} MiB)')
     status = "ok" if err == 0 else f"FAILED err={err}"
-    print(f'  {job["jobname"]:<32} {status:<8} ' + ", ".join(parts))
+    print(f'  {job["jobname"]:<34} {status:<8} ' + ", ".join(parts))
 with open(counts, "a") as f:
     print(len(data["jobs"]) - failed, failed, file=f)
 sys.exit(1 if failed else 0)
@@ -274,7 +275,7 @@ fio_test() {
     echo "1 0" >>"$counts"
   fi
   read -r passed failed < <(awk '{p += $1; f += $2} END {print p + 0, f + 0}' "$counts")
-  say "test done in $((SECONDS - start)) s"
+  say "test done"
   echo "fio-engine: $passed passed, $failed failed"
   [ "$fails" -eq 0 ] || die "$fails fio check(s) failed"
 }
@@ -288,11 +289,10 @@ fio_perf() {
   say "fio bench/fio/keel-perf.fio (${perf_seconds} s per timed job)"
   run_fio bench/fio/keel-perf.fio "$dir/keel-perf.json" || rc=$?
   summarize "$dir/keel-perf.json" /dev/null || rc=1
-  say "perf done in $((SECONDS - start)) s"
+  say "perf done"
   return "$rc"
 }
 
-start=$SECONDS
 build
 case "$cmd" in
   test) fio_test ;;
