@@ -7,6 +7,10 @@
 //! figure is the median over rounds, with the spread (min..max) of IOPS beside it, and each
 //! Keel contender is reported as a ratio to fio's IOPS on the same path.
 //!
+//! For random writes fio also runs with an fdatasync after every --qd writes: plain fio
+//! leaves its writes in the device's volatile cache, while an engine acknowledges only
+//! durable transactions, so the second baseline is the like-for-like one.
+//!
 //! The engine only writes: with `--workload randread` it is left out. fio's psync engine
 //! has no queue depth (it runs at QD1), so on psync the ratio compares Keel's psync driver
 //! at --qd with fio at QD1 — the table says so.
@@ -42,6 +46,9 @@ pub struct Row {
     pub cpu_us_per_op: f64,
     /// IOPS ÷ fio's on the same path (None without fio).
     pub ratio_to_fio: Option<f64>,
+    /// IOPS ÷ fio's with an fdatasync every --qd writes on the same path: a baseline with
+    /// the durability a store's acknowledgement carries (randwrite only).
+    pub ratio_to_fio_fdatasync: Option<f64>,
 }
 
 /// What compare ran and found.
@@ -83,7 +90,8 @@ struct Contender {
 enum Kind {
     Raw(Vec<String>),
     Engine(Vec<String>),
-    Fio,
+    /// fio; with Some(n), an fdatasync after every n writes.
+    Fio(Option<u32>),
 }
 
 fn median(v: &mut [f64]) -> f64 {
@@ -141,12 +149,21 @@ fn contenders(args: &CompareArgs, with_fio: bool) -> Vec<Contender> {
             }
         }
         if with_fio {
+            let qd = if p == ComparePath::Psync { 1 } else { args.qd };
             v.push(Contender {
                 name: "fio".into(),
                 path: p,
-                qd: if p == ComparePath::Psync { 1 } else { args.qd },
-                kind: Kind::Fio,
+                qd,
+                kind: Kind::Fio(None),
             });
+            if args.workload == CompareWorkload::Randwrite {
+                v.push(Contender {
+                    name: format!("fio fdatasync/{}", args.qd),
+                    path: p,
+                    qd,
+                    kind: Kind::Fio(Some(args.qd)),
+                });
+            }
         }
     }
     v
@@ -175,7 +192,7 @@ fn run_once(args: &CompareArgs, c: &Contender) -> Result<Sample, BenchError> {
             let r = engine::run(&a)?;
             Ok([r.iops, r.lat_us.p50, r.lat_us.p99, r.cpu_us_per_op])
         }
-        Kind::Fio => {
+        Kind::Fio(fdatasync) => {
             let r = FioJob {
                 path: &args.path,
                 size: args.size,
@@ -187,6 +204,7 @@ fn run_once(args: &CompareArgs, c: &Contender) -> Result<Sample, BenchError> {
                     ComparePath::Psync => "psync",
                 },
                 seconds: args.seconds,
+                fdatasync: *fdatasync,
             }
             .run()?;
             Ok([r.iops, r.p50_us, r.p99_us, r.cpu_us_per_op])
@@ -256,18 +274,27 @@ pub fn run(args: &CompareArgs) -> Result<CompareReport, BenchError> {
                 p99_us: col(2),
                 cpu_us_per_op: col(3),
                 ratio_to_fio: None,
+                ratio_to_fio_fdatasync: None,
             }
         })
         .collect();
-    let fio_iops: Vec<(String, f64)> = rows
-        .iter()
-        .filter(|r| r.contender == "fio")
-        .map(|r| (r.path.clone(), r.iops))
-        .collect();
+    let baseline = |rows: &[Row], durable: bool| -> Vec<(String, f64)> {
+        rows.iter()
+            .filter(|r| {
+                r.contender.starts_with("fio") && r.contender.contains("fdatasync") == durable
+            })
+            .map(|r| (r.path.clone(), r.iops))
+            .collect()
+    };
+    let (plain, durable) = (baseline(&rows, false), baseline(&rows, true));
+    let ratio = |base: &[(String, f64)], r: &Row| {
+        base.iter()
+            .find(|(p, _)| *p == r.path)
+            .and_then(|(_, f)| (*f > 0.0).then(|| r.iops / f))
+    };
     for r in &mut rows {
-        if let Some((_, f)) = fio_iops.iter().find(|(p, _)| *p == r.path) {
-            r.ratio_to_fio = (*f > 0.0).then(|| r.iops / f);
-        }
+        r.ratio_to_fio = ratio(&plain, r);
+        r.ratio_to_fio_fdatasync = ratio(&durable, r);
     }
     Ok(CompareReport {
         bench: "compare",
@@ -290,8 +317,17 @@ pub fn table(r: &CompareReport) -> String {
         r.workload, "", r.bs, r.qd, r.path, r.rounds, r.seconds
     );
     out.push_str(&format!(
-        "{:<27} {:<6} {:>4} {:>10} {:>21} {:>9} {:>9} {:>9} {:>8}\n",
-        "contender", "path", "qd", "iops", "spread", "p50 µs", "p99 µs", "cpu µs/op", "÷ fio"
+        "{:<27} {:<6} {:>4} {:>10} {:>21} {:>9} {:>9} {:>9} {:>8} {:>10}\n",
+        "contender",
+        "path",
+        "qd",
+        "iops",
+        "spread",
+        "p50 µs",
+        "p99 µs",
+        "cpu µs/op",
+        "÷ fio",
+        "÷ fio+sync"
     ));
     for row in &r.rows {
         let lo = row
@@ -301,7 +337,7 @@ pub fn table(r: &CompareReport) -> String {
             .fold(f64::INFINITY, f64::min);
         let hi = row.iops_rounds.iter().copied().fold(0.0, f64::max);
         out.push_str(&format!(
-            "{:<27} {:<6} {:>4} {:>10.0} {:>21} {:>9.1} {:>9.1} {:>9.2} {:>8}\n",
+            "{:<27} {:<6} {:>4} {:>10.0} {:>21} {:>9.1} {:>9.1} {:>9.2} {:>8} {:>10}\n",
             row.contender,
             row.path,
             row.qd,
@@ -311,6 +347,8 @@ pub fn table(r: &CompareReport) -> String {
             row.p99_us,
             row.cpu_us_per_op,
             row.ratio_to_fio
+                .map_or_else(|| "-".to_owned(), |x| format!("{x:.2}")),
+            row.ratio_to_fio_fdatasync
                 .map_or_else(|| "-".to_owned(), |x| format!("{x:.2}")),
         ));
     }
@@ -350,10 +388,12 @@ mod tests {
                 "keel engine metadata-only uring",
                 "keel engine full uring",
                 "fio uring",
+                "fio fdatasync/32 uring",
                 "keel raw psync",
                 "keel engine metadata-only psync",
                 "keel engine full psync",
                 "fio psync",
+                "fio fdatasync/32 psync",
             ]
         );
         assert_eq!(cs.last().unwrap().qd, 1, "fio psync has no queue depth");
@@ -362,7 +402,7 @@ mod tests {
             match &c.kind {
                 Kind::Raw(a) => assert!(matches!(parse(a).unwrap(), Command::Raw(_))),
                 Kind::Engine(a) => assert!(matches!(parse(a).unwrap(), Command::Engine(_))),
-                Kind::Fio => {}
+                Kind::Fio(_) => {}
             }
         }
     }

@@ -41,6 +41,9 @@ pub struct FioJob<'a> {
     pub ioengine: &'a str,
     /// Seconds to run.
     pub seconds: f64,
+    /// An fdatasync after every this many writes (fio's `--fdatasync`): the durability a
+    /// store's acknowledgement carries, for a like-for-like baseline.
+    pub fdatasync: Option<u32>,
 }
 
 /// True when `fio` is on the PATH.
@@ -68,6 +71,9 @@ impl FioJob<'_> {
             format!("--runtime={}ms", (self.seconds * 1000.0).round() as u64),
             "--output-format=json".into(),
         ];
+        if let Some(n) = self.fdatasync {
+            a.push(format!("--fdatasync={n}"));
+        }
         if self.ioengine == "io_uring" {
             a.push(format!("--iodepth={}", self.qd));
             a.push("--fixedbufs".into());
@@ -190,6 +196,7 @@ mod tests {
             qd: 32,
             ioengine: "io_uring",
             seconds: 2.5,
+            fdatasync: None,
         };
         let a = job.args();
         assert!(a.contains(&"--iodepth=32".to_owned()));
@@ -200,5 +207,11 @@ mod tests {
             ..job
         };
         assert!(!psync.args().iter().any(|x| x.starts_with("--iodepth")));
+        assert!(!psync.args().iter().any(|x| x.starts_with("--fdatasync")));
+        let durable = FioJob {
+            fdatasync: Some(32),
+            ..psync
+        };
+        assert!(durable.args().contains(&"--fdatasync=32".to_owned()));
     }
 }
