@@ -11,7 +11,7 @@ use keel_drivers::{BlockDevice, IoStats, QpairOptions, QueuePair};
 
 use crate::error::{Result, StoreError};
 use crate::fsck::{fsck_shard, FsckReport};
-use crate::shard::recovery::{format_shard, pools, ReplayReport, SyncIo};
+use crate::shard::recovery::{fit_to_device, format_shard, pools, ReplayReport, SyncIo};
 use crate::shard::{Phase, Shard, ShardConfig, ShardStats, TxnId};
 use crate::superblock::{ShardLayout, Superblock, MAX_SHARDS};
 use crate::txn::{Transaction, TxnOp};
@@ -99,11 +99,12 @@ fn with_sync_io<D: BlockDevice, T>(
     dev: &D,
     f: impl FnOnce(&mut SyncIo<'_, D::Qpair>) -> Result<T>,
 ) -> Result<T> {
-    let (pool, _) = pools(&ShardConfig {
+    let cfg = ShardConfig {
         io_bufs: 4,
         journal_bufs: 1,
         ..ShardConfig::default()
-    })?;
+    };
+    let (pool, _) = pools(&fit_to_device(cfg, &dev.geometry()))?;
     let mut qp = dev
         .open_qpair(&QpairOptions::depth(4))
         .map_err(|e| StoreError::Config(format!("open queue pair: {e}")))?;

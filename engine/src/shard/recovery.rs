@@ -98,6 +98,17 @@ impl<Q: QueuePair> SyncIo<'_, Q> {
     }
 }
 
+/// `cfg` with its DMA buffers no larger than one command may carry on `geo` (NVMe MDTS),
+/// in whole pages: every chunk the shard issues is at most one buffer.
+pub(crate) fn fit_to_device(mut cfg: ShardConfig, geo: &Geometry) -> ShardConfig {
+    let max = (geo.max_transfer_bytes as usize / PAGE as usize * PAGE as usize).max(PAGE as usize);
+    cfg.io_buf_bytes = cfg.io_buf_bytes.min(max);
+    cfg.journal_buf_bytes = cfg.journal_buf_bytes.min(max);
+    cfg
+}
+
+/// The shard's data and journal DMA pools. `cfg` must already fit the device
+/// ([`fit_to_device`]).
 pub(crate) fn pools(cfg: &ShardConfig) -> Result<(DmaPool, DmaPool)> {
     let dev = |e| StoreError::Config(format!("DMA memory: {e}"));
     let data = DmaPool::new(PoolConfig::new(cfg.io_buf_bytes, cfg.io_bufs)).map_err(dev)?;
@@ -142,6 +153,7 @@ impl<Q: QueuePair> Shard<Q> {
         mut data_qp: Q,
         journal_qp: Q,
     ) -> Result<(Self, ReplayReport)> {
+        let cfg = fit_to_device(cfg, &geo);
         let (data_pool, journal_pool) = pools(&cfg)?;
         let block = geo.block_size;
         let bpp = PAGE / u64::from(block);
