@@ -37,6 +37,7 @@ pub mod ffi;
 pub mod fsck;
 pub mod journal;
 pub mod meta;
+pub mod reactor;
 pub mod shard;
 pub mod store;
 pub mod superblock;
@@ -45,7 +46,11 @@ pub mod types;
 
 pub use error::{Result, StoreError};
 pub use fsck::FsckReport;
+pub use reactor::{
+    CompletionRing, Cores, Engine, EngineStats, Idle, Notify, Poll, ReactorConfig, ReactorStats,
+    SubmitError,
+};
 pub use shard::{Phase, ShardConfig, ShardStats, TxnId};
-pub use store::{MkfsOptions, ObjStat, Store, StoreStats};
+pub use store::{route, shard_for, MkfsOptions, ObjStat, Store, StoreParts, StoreStats};
 pub use txn::{Transaction, TxnOp};
 pub use types::{CollId, Extent, JournalMode, ObjKey, PAGE};
