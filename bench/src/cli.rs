@@ -475,6 +475,10 @@ pub struct CrashArgs {
     #[arg(long, default_value_t = 0)]
     pub first_cycle: u64,
 
+    /// Shards of the store; more than one runs it as reactors, stepped on one thread.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub shards: u32,
+
     /// Print one JSON object instead of a table.
     #[arg(long)]
     pub json: bool,
