@@ -310,25 +310,39 @@ where
         };
         let i = r.index();
         let core = self.cores[i];
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<()>>(1);
+        // The start-up answer (a one-entry ring: no thread-local state on this thread,
+        // which may be a C thread that never exits through Rust).
+        let started = Arc::new(ArrayQueue::<Result<()>>::new(1));
+        let tx = Arc::clone(&started);
         let h = std::thread::Builder::new()
             .name(format!("{name}-{i}"))
             .spawn(move || {
                 if let Some(c) = core {
                     if !core_affinity::set_for_current(core_affinity::CoreId { id: c }) {
-                        let _ = tx.send(Err(StoreError::Config(format!(
+                        let _ = tx.push(Err(StoreError::Config(format!(
                             "reactor {i}: cannot pin to core {c}"
                         ))));
                         return Ok(());
                     }
                 }
-                let _ = tx.send(Ok(()));
+                let _ = tx.push(Ok(()));
                 r.run(idle)
             })
             .map_err(|e| StoreError::Config(format!("reactor {i}: cannot start thread: {e}")))?;
         threads.push(Some(h));
-        rx.recv()
-            .unwrap_or_else(|_| Err(StoreError::Failed(format!("reactor {i} died starting"))))
+        let mut b = Backoff(0);
+        loop {
+            if let Some(r) = started.pop() {
+                return r;
+            }
+            // The thread let go of its end without answering: it died.
+            if Arc::strong_count(&started) == 1 {
+                return started.pop().unwrap_or_else(|| {
+                    Err(StoreError::Failed(format!("reactor {i} died starting")))
+                });
+            }
+            b.snooze();
+        }
     }
 }
 
@@ -741,10 +755,10 @@ impl<D: BlockDevice> Engine<D> {
                         }
                     }
                 }
-                let me = std::thread::current().id();
+                let me = reactor::os_tid();
                 for (i, h) in threads.iter_mut().enumerate() {
                     let Some(h) = h.take() else { continue };
-                    if h.thread().id() == me {
+                    if self.shared[i].tid.load(Ordering::Acquire) == me {
                         // Dropped on its own reactor (by a callback): it stops by itself.
                         log::warn!("engine dropped on reactor {i}: not joined");
                         continue;

@@ -33,6 +33,9 @@ use crate::shard::{Shard, TxnId};
 use crate::store::ObjStat;
 use crate::types::ObjKey;
 
+/// Most pending notifications a reactor preallocates room for.
+pub const PENDING_PREALLOC_MAX: usize = 1 << 16;
+
 /// Messages one ring poll takes at most (then the shard gets its turn).
 pub const RING_BATCH: usize = 64;
 
@@ -114,6 +117,15 @@ pub(crate) struct Shared {
     pub(crate) inbox: ArrayQueue<Msg>,
     /// False once the reactor is gone (finished, or its thread died).
     pub(crate) alive: AtomicBool,
+    /// The OS thread id of its thread (0: stepped, or not started).
+    pub(crate) tid: std::sync::atomic::AtomicI64,
+}
+
+/// The calling thread's OS id (no allocation, unlike `std::thread::current`, which a C
+/// thread would leak under valgrind).
+pub(crate) fn os_tid() -> i64 {
+    // SAFETY: gettid takes no arguments, cannot fail and touches no memory.
+    i64::from(unsafe { libc::gettid() })
 }
 
 impl Shared {
@@ -121,6 +133,7 @@ impl Shared {
         Arc::new(Shared {
             inbox: ArrayQueue::new(ring_depth),
             alive: AtomicBool::new(true),
+            tid: std::sync::atomic::AtomicI64::new(0),
         })
     }
 
@@ -156,7 +169,9 @@ impl<Q: QueuePair> Reactor<Q> {
         shared: Arc<Shared>,
         checkpoint_every: Option<Duration>,
     ) -> Self {
-        let cap = shard.max_txns();
+        // Sized for the shard's limit (a store configured past PENDING_PREALLOC_MAX grows
+        // the map instead).
+        let cap = shard.max_txns().min(PENDING_PREALLOC_MAX);
         Reactor {
             index,
             core,
@@ -440,6 +455,7 @@ impl<Q: QueuePair> Reactor<Q> {
     /// The threaded loop: turns until a Stop message, then [`Reactor::finish`].
     pub(crate) fn run(mut self, idle: Idle) -> Result<()> {
         let _on = OnReactorGuard::enter();
+        self.shared.tid.store(os_tid(), Ordering::Release);
         self.started = Some(Instant::now());
         let mut idle_turns = 0u32;
         loop {
