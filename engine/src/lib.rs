@@ -22,6 +22,10 @@
 //!
 //! - [`docs/format.md`](../docs/format.md) in the repository
 //!   gives the on-media format with byte diagrams and the ordering rules the code enforces.
+//! - [`reactor`] runs a store as per-core reactors ([`Engine`]): one pinned, polled thread
+//!   per shard, fed through bounded lock-free rings, with a stepped mode for deterministic
+//!   tests ([`docs/reactors.md`](../docs/reactors.md)). [`Store`] is the same store driven
+//!   by the caller's thread.
 //! - [`crash`] is the crash explorer: a reference model, a seeded workload and an oracle of
 //!   what each journal mode guarantees after a power cut.
 //! - [`ffi`] is the C ABI (`libkeel`, header `engine/include/keel.h`) over a store on a
