@@ -459,9 +459,30 @@ pub struct EngineArgs {
     #[arg(long)]
     pub max_batch_wait_us: Option<u32>,
 
+    /// Run the store as N reactor threads (N shards, reactor i pinned to the i-th core
+    /// this process may use), fed by this thread through their rings; --qd is then per
+    /// reactor (N x qd in flight in all). Without it, this thread polls a one-shard store
+    /// itself.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub reactors: Option<u32>,
+
+    /// What an idle reactor turn does: spin (dedicated cores), or back off to sleeps of up
+    /// to 50 µs (shared machines).
+    #[arg(long, value_enum, default_value_t = ReactorIdle::Spin)]
+    pub reactor_idle: ReactorIdle,
+
     /// Print one JSON object instead of a table.
     #[arg(long)]
     pub json: bool,
+}
+
+/// `--reactor-idle`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ReactorIdle {
+    /// Spin.
+    Spin,
+    /// Spin a little, then sleep.
+    Backoff,
 }
 
 /// Device defaults of `keel-bench engine`: a fresh sim device is filled page fault by page
@@ -695,6 +716,10 @@ pub struct CrashArgs {
     /// Number of the first cycle (to reproduce one: --first-cycle N --cycles 1).
     #[arg(long, default_value_t = 0)]
     pub first_cycle: u64,
+
+    /// Shards of the store; more than one runs it as reactors, stepped on one thread.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub shards: u32,
 
     /// Print one JSON object instead of a table.
     #[arg(long)]

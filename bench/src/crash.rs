@@ -27,6 +27,7 @@ pub fn run(args: &CrashArgs) -> CrashSummary {
     let mode = JournalMode::from(args.mode);
     let mut cfg = CrashConfig::new(mode, args.seed, args.cycles);
     cfg.first_cycle = args.first_cycle;
+    cfg.shards = args.shards;
     let mut last = Instant::now();
     let report = crash::run(&cfg, |done| {
         if last.elapsed() >= PROGRESS_EVERY {

@@ -23,7 +23,9 @@ pub trait DeviceJob {
     type Output;
 
     /// Runs the job on the device.
-    fn run<D: BlockDevice>(self, device: D) -> Result<Self::Output, BenchError>;
+    /// Every driver's device and queue pairs are `'static` (owned), so a job may move
+    /// queue pairs into threads (the reactors of `engine --reactors`).
+    fn run<D: BlockDevice + 'static>(self, device: D) -> Result<Self::Output, BenchError>;
 }
 
 /// Opens the device `args` describe, with the subcommand's `defaults` for what they leave

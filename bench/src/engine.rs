@@ -22,18 +22,22 @@ pub mod workload;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use std::sync::Arc;
+
 use hdrhistogram::Histogram;
 use keel_drivers::{BlockDevice, IoStats};
+use keel_engine::reactor::EngineStats;
 use keel_engine::{
-    JournalMode, MkfsOptions, ShardConfig, ShardStats, Store, StoreError, Transaction, TxnId, PAGE,
+    shard_for, CollId, CompletionRing, Cores, Engine, Idle, JournalMode, MkfsOptions, Notify,
+    ReactorConfig, ShardConfig, ShardStats, Store, StoreError, Transaction, TxnId, PAGE,
 };
 
-use crate::cli::{EngineArgs, EngineWorkload, Stop, ENGINE_DEVICE};
+use crate::cli::{EngineArgs, EngineWorkload, ReactorIdle, Stop, ENGINE_DEVICE};
 use crate::cpu::CpuTime;
 use crate::device::{self, DeviceJob};
 use crate::error::BenchError;
 use crate::raw::{stats_delta, POLLS_PER_STALL_CHECK, STALL_LIMIT};
-use crate::report::{latency_histogram, EngineReport};
+use crate::report::{latency_histogram, EngineReport, ReactorLine};
 use workload::{Action, Generator, Shape, COLL, PREFILL_CHUNK_BYTES};
 
 /// Runs `keel-bench engine` as the arguments say.
@@ -76,7 +80,7 @@ struct EngineJob<'a> {
 impl DeviceJob for EngineJob<'_> {
     type Output = EngineReport;
 
-    fn run<D: BlockDevice>(self, device: D) -> Result<EngineReport, BenchError> {
+    fn run<D: BlockDevice + 'static>(self, device: D) -> Result<EngineReport, BenchError> {
         let args = self.args;
         let block_size = device.geometry().block_size;
         if args.bs % block_size != 0 {
@@ -86,6 +90,9 @@ impl DeviceJob for EngineJob<'_> {
             )));
         }
         let mode = JournalMode::from(args.mode);
+        if let Some(n) = args.reactors {
+            return run_reactors(args, self.cfg, device, n, block_size);
+        }
         let sb =
             Store::mkfs(&device, &MkfsOptions::new(mode)).map_err(|source| BenchError::Store {
                 what: "mkfs",
@@ -128,6 +135,291 @@ impl DeviceJob for EngineJob<'_> {
             block_size,
             &run,
         ))
+    }
+}
+
+/// `keel-bench engine --reactors N`: N shards, N reactor threads, one collection per
+/// shard; this thread keeps `qd` x N transactions in flight through the reactors' rings.
+fn run_reactors<D: BlockDevice>(
+    args: &EngineArgs,
+    cfg: ShardConfig,
+    device: D,
+    n: u32,
+    block_size: u32,
+) -> Result<EngineReport, BenchError>
+where
+    D::Qpair: 'static,
+{
+    let store_err = |what| move |source| BenchError::Store { what, source };
+    let mode = JournalMode::from(args.mode);
+    let mut mk = MkfsOptions::new(mode);
+    mk.shards = n;
+    let sb = Store::mkfs(&device, &mk).map_err(store_err("mkfs"))?;
+    let data_bytes = sb.shards.iter().map(|l| l.data_pages).sum::<u64>() * PAGE;
+    let shape = shape(args, data_bytes)?;
+    let rcfg = ReactorConfig {
+        cores: Cores::Auto,
+        ring_depth: (args.qd as usize * 2).max(64),
+        idle: match args.reactor_idle {
+            ReactorIdle::Spin => Idle::Spin,
+            ReactorIdle::Backoff => Idle::Backoff {
+                spin_turns: 256,
+                sleep_us_max: 50,
+            },
+        },
+        ..ReactorConfig::default()
+    };
+    let engine = Engine::open(device, cfg, rcfg).map_err(store_err("open the reactors"))?;
+    let colls = one_coll_per_shard(n as usize);
+    for &c in &colls {
+        let mut setup = Transaction::new();
+        setup.mkcoll(c);
+        engine
+            .submit_sync(setup)
+            .map_err(store_err("create the collections"))?;
+    }
+    let spec = EngineSpec {
+        mode,
+        shape,
+        qd: args.qd,
+        warmup: Duration::from_secs_f64(args.measure.warmup_seconds),
+        stop: args.measure.stop(),
+        seed: args.seed,
+    };
+    let run = measure_reactors(&engine, &spec, &colls)?;
+    let fsck = engine.fsck().map_err(store_err("fsck"))?;
+    if !fsck.is_clean() {
+        return Err(BenchError::Fsck(fsck.errors));
+    }
+    engine.close().map_err(store_err("close the store"))?;
+    Ok(EngineReport::new(
+        args.device.driver.as_str(),
+        &spec,
+        block_size,
+        &run,
+    ))
+}
+
+/// The lowest collection ids, one on each of `n` shards.
+pub fn one_coll_per_shard(n: usize) -> Vec<CollId> {
+    let mut by_shard: Vec<Option<CollId>> = vec![None; n];
+    let mut c = COLL;
+    while by_shard.iter().any(Option::is_none) {
+        by_shard[shard_for(c, n)].get_or_insert(c);
+        c += 1;
+    }
+    by_shard.into_iter().map(|c| c.expect("filled")).collect()
+}
+
+/// Lays the objects out, warms up and measures through the reactors of `engine`, whose
+/// collections `colls` (one per shard) exist. `spec.qd` is per reactor.
+pub fn measure_reactors<D: BlockDevice>(
+    engine: &Engine<D>,
+    spec: &EngineSpec,
+    colls: &[CollId],
+) -> Result<EngineRun, BenchError> {
+    let store_err = |what| move |source| BenchError::Store { what, source };
+    let mut pump = ReactorPump::new(engine, spec, colls);
+    let mut prefill = spec.shape.prefill().into_iter();
+    pump.phase(&mut || prefill.next(), Stop::Ops(u64::MAX), false)?;
+    let mut gen = Generator::new(spec.shape, spec.seed);
+    let mut next = || Some(gen.next_action());
+    if !spec.warmup.is_zero() {
+        pump.phase(&mut next, Stop::Seconds(spec.warmup.as_secs_f64()), false)?;
+    }
+    engine.drain().map_err(store_err("drain the store"))?;
+    let before = engine.stats().map_err(store_err("read the counters"))?;
+    let cpu_before = CpuTime::now();
+    let (ops, elapsed) = pump.phase(&mut next, spec.stop, true)?;
+    engine.drain().map_err(store_err("drain the store"))?;
+    let cpu = CpuTime::now() - cpu_before;
+    let after = engine.stats().map_err(store_err("read the counters"))?;
+    let (b, a) = (before.total(), after.total());
+    Ok(EngineRun {
+        ops,
+        elapsed,
+        latency_ns: pump.latency_ns,
+        shards: shard_stats_delta(&a.shards, &b.shards),
+        device: stats_delta(&a.device(), &b.device()),
+        journal: stats_delta(&a.journal_io, &b.journal_io),
+        cpu,
+        reactors: reactor_lines(&before, &after, elapsed),
+    })
+}
+
+/// Per reactor, what the measured phase did.
+fn reactor_lines(before: &EngineStats, after: &EngineStats, elapsed: Duration) -> Vec<ReactorLine> {
+    let secs = elapsed.as_secs_f64();
+    before
+        .reactors
+        .iter()
+        .zip(&after.reactors)
+        .map(|(b, a)| {
+            let l = a.looped.since(&b.looped);
+            let s = shard_stats_delta(&a.shard, &b.shard);
+            ReactorLine {
+                reactor: a.reactor,
+                core: a.core,
+                iterations: l.iterations,
+                busy_share: l.busy_share(),
+                busy_time_share: l.busy_time_share(),
+                iops: if secs > 0.0 {
+                    s.txns_committed as f64 / secs
+                } else {
+                    0.0
+                },
+                txns_committed: s.txns_committed,
+                batches: s.batches,
+                avg_batch_entries: if s.batches > 0 {
+                    s.batch_entries as f64 / s.batches as f64
+                } else {
+                    0.0
+                },
+                ring_len_mean: l.ring_len_mean(),
+                ring_len_max: a.looped.ring_len_max,
+                idle_sleeps: l.idle_sleeps,
+            }
+        })
+        .collect()
+}
+
+/// Empty polls of the completion ring the client spins (and yields) through before it
+/// sleeps.
+const CLIENT_SPIN_POLLS: u32 = 64;
+/// The client's sleep when nothing completes.
+const CLIENT_SLEEP: Duration = Duration::from_micros(20);
+
+/// Keeps `qd` x reactors transactions in flight through an engine's rings, from this
+/// thread; results come back on one completion ring, by tag (a slot of `slots`).
+struct ReactorPump<'e, D: BlockDevice> {
+    engine: &'e Engine<D>,
+    ring: Arc<CompletionRing>,
+    /// Each tag in flight: when it was submitted, and what it does.
+    slots: Vec<Option<(Instant, Action)>>,
+    free: Vec<u64>,
+    colls: &'e [CollId],
+    objects: u64,
+    data: Vec<u8>,
+    latency_ns: Histogram<u64>,
+}
+
+impl<'e, D: BlockDevice> ReactorPump<'e, D> {
+    fn new(engine: &'e Engine<D>, spec: &EngineSpec, colls: &'e [CollId]) -> Self {
+        let total = spec.qd as usize * colls.len();
+        let mut data = vec![0u8; spec.shape.bs.max(PREFILL_CHUNK_BYTES) as usize];
+        fastrand::Rng::with_seed(spec.seed ^ 0x5bd1_e995).fill(&mut data);
+        ReactorPump {
+            engine,
+            ring: CompletionRing::new(total),
+            slots: vec![None; total],
+            free: (0..total as u64).rev().collect(),
+            colls,
+            objects: spec.shape.objects,
+            data,
+            latency_ns: latency_histogram(),
+        }
+    }
+
+    /// As [`Pump::phase`].
+    fn phase(
+        &mut self,
+        next: &mut dyn FnMut() -> Option<Action>,
+        stop: Stop,
+        record: bool,
+    ) -> Result<(u64, Duration), BenchError> {
+        let start = Instant::now();
+        let deadline = match stop {
+            Stop::Seconds(s) => Some(start + Duration::from_secs_f64(s)),
+            Stop::Ops(_) => None,
+        };
+        let budget = match stop {
+            Stop::Ops(n) => n,
+            Stop::Seconds(_) => u64::MAX,
+        };
+        let mut queued = 0u64;
+        let mut exhausted = false;
+        let mut now = start;
+        let mut last_progress = start;
+        let mut empty_polls = 0u32;
+        loop {
+            let open = !exhausted && queued < budget && deadline.is_none_or(|d| now < d);
+            if open {
+                while queued < budget {
+                    let Some(tag) = self.free.pop() else { break };
+                    let Some(action) = next() else {
+                        self.free.push(tag);
+                        exhausted = true;
+                        break;
+                    };
+                    self.submit(tag, action)?;
+                    queued += 1;
+                }
+            }
+            if self.free.len() == self.slots.len() {
+                break;
+            }
+            let mut failure = None;
+            let mut any = false;
+            while let Some((tag, r)) = self.ring.pop() {
+                if !any {
+                    now = Instant::now();
+                    any = true;
+                }
+                let (at, action) = self.slots[tag as usize].take().expect("tag in flight");
+                self.free.push(tag);
+                if record {
+                    let ns = now.duration_since(at).as_nanos();
+                    self.latency_ns
+                        .saturating_record(u64::try_from(ns).unwrap_or(u64::MAX));
+                }
+                if let Err(source) = r {
+                    failure.get_or_insert(BenchError::Txn {
+                        action: action.to_string(),
+                        source,
+                    });
+                }
+            }
+            if let Some(f) = failure {
+                return Err(f);
+            }
+            if any {
+                last_progress = now;
+                empty_polls = 0;
+                continue;
+            }
+            empty_polls += 1;
+            if empty_polls % POLLS_PER_STALL_CHECK == 0 && last_progress.elapsed() > STALL_LIMIT {
+                return Err(BenchError::Stalled {
+                    seconds: STALL_LIMIT.as_secs(),
+                    in_flight: (self.slots.len() - self.free.len()) as u32,
+                });
+            }
+            // This thread shares the machine with the reactors: let them run. Past a few
+            // empty polls, nothing will complete for a while (a device latency): sleep.
+            if empty_polls > CLIENT_SPIN_POLLS {
+                std::thread::sleep(CLIENT_SLEEP);
+            } else if empty_polls % 8 == 0 {
+                std::thread::yield_now();
+            } else {
+                std::hint::spin_loop();
+            }
+            if deadline.is_some() {
+                now = Instant::now();
+            }
+        }
+        Ok((queued, now.duration_since(start)))
+    }
+
+    fn submit(&mut self, tag: u64, action: Action) -> Result<(), BenchError> {
+        let txn = action.txn_in(&self.data, self.colls, self.objects);
+        let notify = Notify::ring(&self.ring, tag).expect("the ring holds every tag");
+        self.slots[tag as usize] = Some((Instant::now(), action));
+        self.engine
+            .submit(txn, notify)
+            .map_err(|e| BenchError::Txn {
+                action: action.to_string(),
+                source: e.error,
+            })
     }
 }
 
@@ -203,6 +495,8 @@ pub struct EngineRun {
     pub journal: IoStats,
     /// CPU time of the process during the measurement, final drain included.
     pub cpu: CpuTime,
+    /// Per reactor (`--reactors`; empty otherwise).
+    pub reactors: Vec<ReactorLine>,
 }
 
 /// Lays the objects out, warms up, and measures, on a store holding collection [`COLL`].
@@ -233,6 +527,7 @@ pub fn measure<D: BlockDevice>(
         device: stats_delta(&after.device(), &before.device()),
         journal: stats_delta(&after.journal_io, &before.journal_io),
         cpu,
+        reactors: Vec::new(),
     })
 }
 
@@ -451,6 +746,45 @@ mod tests {
             assert!(run.journal.cmds(Op::Write) > 0);
             assert!(store.fsck().is_clean(), "{:?}", store.fsck());
         }
+    }
+
+    #[test]
+    fn reactors_share_the_load_and_count_it_exactly() {
+        let mut cfg = SimConfig::new(512, (64 << 20) / 512);
+        cfg.volatile_write_cache = true;
+        let dev = SimDevice::new(cfg).unwrap();
+        let mut mk = MkfsOptions::new(JournalMode::MetadataOnly);
+        mk.shards = 2;
+        Store::mkfs(&dev, &mk).unwrap();
+        let rcfg = ReactorConfig {
+            cores: Cores::Unpinned,
+            idle: Idle::SHARED,
+            ..ReactorConfig::default()
+        };
+        let engine = Engine::open(dev, shard_config(8, 4096), rcfg).unwrap();
+        let colls = one_coll_per_shard(2);
+        assert_ne!(shard_for(colls[0], 2), shard_for(colls[1], 2));
+        for &c in &colls {
+            let mut t = Transaction::new();
+            t.mkcoll(c);
+            engine.submit_sync(t).unwrap();
+        }
+        let s = spec(
+            JournalMode::MetadataOnly,
+            EngineWorkload::Mixed,
+            8,
+            Stop::Ops(600),
+        );
+        let run = measure_reactors(&engine, &s, &colls).unwrap();
+        assert_eq!(run.ops, 600);
+        assert_eq!(run.latency_ns.len(), 600);
+        assert_eq!(run.shards.txns_committed, 600);
+        assert_eq!(run.reactors.len(), 2);
+        let per: Vec<u64> = run.reactors.iter().map(|r| r.txns_committed).collect();
+        assert_eq!(per.iter().sum::<u64>(), 600);
+        assert!(per.iter().all(|n| *n > 150), "{per:?}");
+        assert!(engine.fsck().unwrap().is_clean());
+        engine.close().unwrap();
     }
 
     #[test]

@@ -30,7 +30,7 @@ struct FsckJob {
 impl DeviceJob for FsckJob {
     type Output = FsckOutput;
 
-    fn run<D: BlockDevice>(self, device: D) -> Result<FsckOutput, BenchError> {
+    fn run<D: BlockDevice + 'static>(self, device: D) -> Result<FsckOutput, BenchError> {
         let store = Store::open(device, self.cfg).map_err(|source| BenchError::Store {
             what: "open (and recover) the store",
             source,

@@ -57,7 +57,7 @@ struct RawJob<'a> {
 impl DeviceJob for RawJob<'_> {
     type Output = RawReport;
 
-    fn run<D: BlockDevice>(self, device: D) -> Result<RawReport, BenchError> {
+    fn run<D: BlockDevice + 'static>(self, device: D) -> Result<RawReport, BenchError> {
         let args = self.args;
         let spec = LoadSpec {
             workload: args.workload,

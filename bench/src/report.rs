@@ -284,6 +284,40 @@ pub struct EngineReport {
     pub cpu_us_per_op: f64,
     /// Seed of the workload.
     pub seed: u64,
+    /// Reactor threads (`--reactors`; 0: the store polled by the bench thread). With
+    /// reactors, `qd` is per reactor.
+    pub reactors: u32,
+    /// Per reactor, what the measured phase did (empty without `--reactors`).
+    pub per_reactor: Vec<ReactorLine>,
+}
+
+/// One reactor's share of an engine run.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ReactorLine {
+    /// Reactor (= shard) index.
+    pub reactor: usize,
+    /// The core it was pinned to.
+    pub core: Option<usize>,
+    /// Loop turns.
+    pub iterations: u64,
+    /// Share of turns in which some poller was busy.
+    pub busy_share: f64,
+    /// Share of the reactor's time spent in busy turns.
+    pub busy_time_share: f64,
+    /// Transactions it committed per second.
+    pub iops: f64,
+    /// Transactions it committed.
+    pub txns_committed: u64,
+    /// Journal batches it wrote.
+    pub batches: u64,
+    /// Entries per batch, on average.
+    pub avg_batch_entries: f64,
+    /// Mean occupancy of its message ring at a ring poll.
+    pub ring_len_mean: f64,
+    /// Highest occupancy of its ring since it started.
+    pub ring_len_max: u64,
+    /// Sleeps of the idle back-off.
+    pub idle_sleeps: u64,
 }
 
 /// `n / d`, or 0 when `d` is 0.
@@ -337,6 +371,8 @@ impl EngineReport {
             cpu_sys_seconds: run.cpu.sys_s,
             cpu_us_per_op: ratio(cpu_seconds * 1e6, run.ops as f64),
             seed: spec.seed,
+            reactors: run.reactors.len() as u32,
+            per_reactor: run.reactors.clone(),
         }
     }
 
@@ -395,8 +431,43 @@ pub fn engine_table(reports: &[EngineReport]) -> String {
         ];
         push_row(&mut out, &ENGINE_COLUMNS, &cells);
     }
+    for r in reports.iter().filter(|r| !r.per_reactor.is_empty()) {
+        out.push_str(&format!("{} reactors, qd {} each:\n", r.reactors, r.qd));
+        push_header(&mut out, &REACTOR_COLUMNS);
+        for l in &r.per_reactor {
+            let cells = [
+                l.reactor.to_string(),
+                l.core.map_or("-".into(), |c| c.to_string()),
+                format!("{:.0}", l.iops),
+                format!("{:.2}", l.busy_share),
+                format!("{:.2}", l.busy_time_share),
+                l.iterations.to_string(),
+                format!("{:.1}", l.avg_batch_entries),
+                format!("{:.1}", l.ring_len_mean),
+                l.ring_len_max.to_string(),
+                l.idle_sleeps.to_string(),
+            ];
+            push_row(&mut out, &REACTOR_COLUMNS, &cells);
+        }
+    }
     out
 }
+
+const REACTOR_COLUMNS: Columns = Columns {
+    names: &[
+        ("reactor", 7),
+        ("core", 4),
+        ("iops", 10),
+        ("busy", 5),
+        ("busy t", 6),
+        ("turns", 10),
+        ("batch", 6),
+        ("ring", 6),
+        ("ring max", 8),
+        ("sleeps", 8),
+    ],
+    left: 0,
+};
 
 /// `4096` as `4k`, `1048576` as `1m`; bytes when not a whole number of KiB.
 pub fn human_bytes(n: u64) -> String {

@@ -197,10 +197,13 @@ struct keel_opts {
      */
     bool create;
     /**
-     * The cores that will run the store's reactors (NULL with `ncores` 0: none named).
-     * Each must be a configured CPU, without duplicates, at most 62 of them. For now the
-     * store runs one shard, polled by whichever thread calls into it: the list is checked
-     * and kept, and no thread is started or pinned.
+     * The cores that run the store's reactors (NULL with `ncores` 0: none). Each must be
+     * a configured CPU, without duplicates, at most 62 of them. With a list, the store
+     * runs one reactor thread per entry, pinned to that core, each owning one shard
+     * (`create` formats `ncores` shards; opening an existing store needs as many cores
+     * as it has shards, else `-EINVAL`); callbacks then run on the reactor threads and
+     * `keel_poll` has nothing to do. Without a list, the store has one shard and no
+     * thread: it runs in the threads that call `keel_poll`.
      */
     const uint32_t *cores;
     /**
@@ -217,15 +220,30 @@ struct keel_opts {
      * `keel_submit` returns `-EAGAIN` (0: 4096). Optional (not in version 1).
      */
     uint32_t max_inflight_txns;
+    /**
+     * Reactor threads (a core list given): 0 spins when idle (dedicated cores); N > 0
+     * spins a little, then sleeps up to N microseconds (shared machines, tests under
+     * valgrind); at most 1000000. Optional (not in version 1).
+     */
+    uint32_t reactor_sleep_us_max;
 };
 
 /**
  * Called once per submitted transaction with its result: `status` is 0 when it committed
  * (durable), or a negative errno when it failed and changed nothing (`-ENOENT`,
- * `-EEXIST`, `-ENOTEMPTY`, `-ENOSPC`, `-EROFS`, `-ESHUTDOWN`...). Runs on the thread that
- * called `keel_poll`, `keel_submit_sync` or `keel_store_close`. It may call the library
- * (submit, poll, read, even on the same store) but not `keel_store_close` on its own
- * store, and must not unwind (C++ exceptions, longjmp) out of the call.
+ * `-EEXIST`, `-ENOTEMPTY`, `-ENOSPC`, `-EROFS`, `-ESHUTDOWN`...).
+ *
+ * Without reactors (no core list) it runs on the thread that called `keel_poll`,
+ * `keel_submit_sync` or `keel_store_close`, and may call the library (submit, poll, read,
+ * even on the same store) but not `keel_store_close` on its own store.
+ *
+ * With reactors (a core list) it runs on the reactor thread of the transaction's shard,
+ * while that reactor waits for it: keep it short and never block in it. It may call
+ * `keel_submit` (or get `-EBUSY` if another thread is inside a call on the store); calls
+ * that wait for a reactor (`keel_submit_sync`, `keel_read`, `keel_stat`, `keel_getattr`,
+ * `keel_omap_get`, `keel_store_stats`) fail with `-EDEADLK` there, and `keel_store_close`
+ * with `-EBUSY` or `-EBADF`. Whatever the mode it must not unwind (C++ exceptions,
+ * longjmp) out of the call.
  */
 typedef void (*keel_done_cb)(void *cb_arg, int status);
 
@@ -349,8 +367,9 @@ void keel_opts_init(struct keel_opts *opts, size_t opts_size);
  * error). On error `*out` is not written, and a file that `create` made or grew is
  * removed or shrunk back.
  *
- * Threading: any thread. The store has no thread of its own: it runs in the threads that
- * call into it, one call at a time (see `keel_poll`).
+ * Threading: any thread. Without a core list the store has no thread of its own: it runs
+ * in the threads that call into it, one call at a time (see `keel_poll`). With one, it
+ * starts a reactor thread per core, pinned, before this returns.
  *
  * # Safety
  *
@@ -361,8 +380,9 @@ void keel_opts_init(struct keel_opts *opts, size_t opts_size);
 int keel_store_open(const struct keel_opts *opts, struct keel_store **out);
 
 /**
- * Finishes every transaction in flight (their callbacks run, on this thread, before it
- * returns), writes a checkpoint, closes the device and frees the handle. The handle is
+ * Finishes every transaction in flight (their callbacks run before it returns: on this
+ * thread, or with reactors on the reactor threads, which it then joins), writes a
+ * checkpoint, closes the device and frees the handle. The handle is
  * freed whatever the result, unless the call was refused (`-EINVAL`, `-EBADF`, `-EBUSY`).
  * Callbacks that run during the close see the handle already closed (`-EBADF`).
  *
@@ -378,23 +398,26 @@ int keel_store_close(struct keel_store *store);
 
 /**
  * Submits the transaction: takes its content (leaving `txn` empty, to reuse or free) and
- * queues it. Nothing reaches the device until the store is polled; `cb(cb_arg, status)`
- * runs once, from a later `keel_poll` (or `keel_submit_sync`, or `keel_store_close`) on
- * the thread that calls it, when the transaction is durable (status 0) or has failed.
- * `cb` may be NULL.
+ * queues it. Without reactors nothing reaches the device until the store is polled, and
+ * `cb(cb_arg, status)` runs once, from a later `keel_poll` (or `keel_submit_sync`, or
+ * `keel_store_close`) on the thread that calls it; with reactors the transaction goes to
+ * its shard's reactor ring and `cb` runs on that reactor thread. Either way it runs when
+ * the transaction is durable (status 0) or has failed. `cb` may be NULL.
  *
  * Returns: 0 (queued; the callback will run); `-EINVAL` (NULL `store` or `txn`, empty
  * transaction), `-EBADF` (`store` or `txn` not live), `-EBUSY` (either in use by another
  * call), `-EAGAIN` (`max_inflight_txns` transactions are waiting for their callbacks:
- * poll, then submit again), `-EROFS` (the store stopped after a device error; the content
- * is dropped), `-EIO`. On every error but `-EROFS` the transaction is unchanged, and the
- * callback will not run.
+ * poll, then submit again; with reactors also when the shard's reactor ring is full),
+ * `-EXDEV` (the transaction names collections of two shards), `-EROFS` (the store
+ * stopped after a device error; the content is dropped), `-EIO`. On every error but
+ * `-EROFS` the transaction is unchanged, and the callback will not run.
  *
  * Threading: the store's thread rule (one call at a time); may be called from a callback.
  *
  * # Safety
  *
- * `cb`, if not NULL, must be safe to call with `cb_arg` until it has run.
+ * `cb`, if not NULL, must be safe to call with `cb_arg` until it has run, from the
+ * store's reactor threads when it has reactors.
  */
 int keel_submit(struct keel_store *store, struct keel_txn *txn, keel_done_cb cb, void *cb_arg);
 
@@ -409,7 +432,9 @@ int keel_submit(struct keel_store *store, struct keel_txn *txn, keel_done_cb cb,
  * `-ESHUTDOWN` (another thread closed the store while this call waited); `-EIO`.
  *
  * Threading: the store's thread rule; may be called from a callback (it then runs the
- * callbacks that finish while it waits, nested).
+ * callbacks that finish while it waits, nested) — but not from a callback on a reactor
+ * thread (`-EDEADLK`). With reactors it waits without holding the store, so other
+ * threads may use it meanwhile.
  */
 int keel_submit_sync(struct keel_store *store, struct keel_txn *txn);
 
@@ -419,11 +444,15 @@ int keel_submit_sync(struct keel_store *store, struct keel_txn *txn);
  * transactions that finished, on this thread, before it returns. Never blocks. Call it
  * in a loop (or from an event loop) while transactions are in flight.
  *
+ * With reactors (a core list) the reactor threads do all of this themselves: it returns 0
+ * and does nothing.
+ *
  * Returns: the number of transactions whose callbacks ran (0 or more); `-EINVAL` (NULL
  * `store`), `-EBADF` (not a live store), `-EBUSY` (another call is using it), `-EIO`.
  *
- * Threading: the store runs one shard, in the thread that polls it: call it from one
- * thread at a time (a concurrent call gets `-EBUSY`); may be called from a callback.
+ * Threading: without reactors the store runs one shard, in the thread that polls it:
+ * call it from one thread at a time (a concurrent call gets `-EBUSY`); may be called from
+ * a callback.
  */
 int keel_poll(struct keel_store *store);
 

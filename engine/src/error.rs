@@ -97,6 +97,22 @@ pub enum StoreError {
     /// The store is closed.
     #[error("store is closed")]
     Closed,
+    /// A transaction names collections of two shards; it was refused and changed nothing.
+    #[error("transaction spans shards: collection {first} is on shard {first_shard}, collection {other} on shard {other_shard}")]
+    CrossShard {
+        /// The first collection the transaction names.
+        first: CollId,
+        /// Its shard.
+        first_shard: usize,
+        /// A collection of another shard.
+        other: CollId,
+        /// That one's shard.
+        other_shard: usize,
+    },
+    /// A blocking call was made on a reactor thread (from a completion callback): it would
+    /// wait for the very thread it runs on.
+    #[error("{0} would block a reactor thread on itself")]
+    OnReactor(&'static str),
 }
 
 impl StoreError {
@@ -118,6 +134,8 @@ impl StoreError {
             Self::Failed(_) => libc_errno::EROFS,
             Self::Busy(_) => libc_errno::EAGAIN,
             Self::Closed => libc_errno::ESHUTDOWN,
+            Self::CrossShard { .. } => libc_errno::EXDEV,
+            Self::OnReactor(_) => libc_errno::EDEADLK,
         })
     }
 }
@@ -128,11 +146,13 @@ pub mod libc_errno {
     pub const ENOENT: i32 = 2;
     pub const EAGAIN: i32 = 11;
     pub const EEXIST: i32 = 17;
+    pub const EXDEV: i32 = 18;
     pub const EINVAL: i32 = 22;
     pub const EFBIG: i32 = 27;
     pub const ENOSPC: i32 = 28;
     pub const EROFS: i32 = 30;
     pub const ERANGE: i32 = 34;
+    pub const EDEADLK: i32 = 35;
     pub const ENAMETOOLONG: i32 = 36;
     pub const ENOTEMPTY: i32 = 39;
     pub const ESHUTDOWN: i32 = 108;

@@ -22,6 +22,10 @@
 //!
 //! - [`docs/format.md`](../docs/format.md) in the repository
 //!   gives the on-media format with byte diagrams and the ordering rules the code enforces.
+//! - [`reactor`] runs a store as per-core reactors ([`Engine`]): one pinned, polled thread
+//!   per shard, fed through bounded lock-free rings, with a stepped mode for deterministic
+//!   tests ([`docs/reactors.md`](../docs/reactors.md)). [`Store`] is the same store driven
+//!   by the caller's thread.
 //! - [`crash`] is the crash explorer: a reference model, a seeded workload and an oracle of
 //!   what each journal mode guarantees after a power cut.
 //! - [`ffi`] is the C ABI (`libkeel`, header `engine/include/keel.h`) over a store on a
@@ -39,6 +43,7 @@ pub mod fsck;
 pub mod hot_paths;
 pub mod journal;
 pub mod meta;
+pub mod reactor;
 pub mod shard;
 pub mod store;
 pub mod superblock;
@@ -47,7 +52,11 @@ pub mod types;
 
 pub use error::{Result, StoreError};
 pub use fsck::FsckReport;
+pub use reactor::{
+    CompletionRing, Cores, Engine, EngineStats, Idle, Notify, Poll, ReactorConfig, ReactorStats,
+    SubmitError,
+};
 pub use shard::{Phase, ShardConfig, ShardStats, TxnId};
-pub use store::{MkfsOptions, ObjStat, Store, StoreStats};
+pub use store::{route, shard_for, MkfsOptions, ObjStat, Store, StoreParts, StoreStats};
 pub use txn::{Transaction, TxnOp};
 pub use types::{CollId, Extent, JournalMode, ObjKey, PAGE};

@@ -58,6 +58,18 @@ pub struct ObjStat {
     pub omap_keys: u64,
 }
 
+impl ObjStat {
+    /// The summary of `o`.
+    pub(crate) fn of(o: &crate::meta::Object) -> ObjStat {
+        ObjStat {
+            size: o.size,
+            allocated_bytes: o.extents.values().map(|e| u64::from(e.pages)).sum::<u64>() * PAGE,
+            attrs: o.attrs.len() as u64,
+            omap_keys: o.omap.len() as u64,
+        }
+    }
+}
+
 /// Counters of the whole store.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct StoreStats {
@@ -85,12 +97,54 @@ pub struct Store<D: BlockDevice> {
     replay: Vec<ReplayReport>,
 }
 
-fn shard_for(coll: CollId, shards: usize) -> usize {
-    // splitmix64 finalizer: stable across versions and platforms.
+/// The shard of collection `coll` in a store of `shards` shards: a splitmix64 finalizer of
+/// the id, modulo the count. Stable across versions and platforms (it is part of the
+/// format: docs/format.md, docs/reactors.md).
+pub fn shard_for(coll: CollId, shards: usize) -> usize {
     let mut z = coll.wrapping_add(0x9e37_79b9_7f4a_7c15);
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     ((z ^ (z >> 31)) % shards as u64) as usize
+}
+
+/// The one shard a transaction runs on, among `shards`: every collection it names (object
+/// ops, mkcoll, rmcoll; clone's source and target share one collection) must map to it.
+/// An empty transaction goes to shard 0. A transaction naming two shards is refused with
+/// [`StoreError::CrossShard`], before anything is queued.
+pub fn route(txn: &Transaction, shards: usize) -> Result<usize> {
+    let mut first: Option<(CollId, usize)> = None;
+    for op in txn.ops() {
+        let coll = match op {
+            TxnOp::MkColl { coll } | TxnOp::RmColl { coll } => *coll,
+            other => other.coll(),
+        };
+        let s = shard_for(coll, shards);
+        match first {
+            None => first = Some((coll, s)),
+            Some((c, fs)) if fs != s => {
+                return Err(StoreError::CrossShard {
+                    first: c,
+                    first_shard: fs,
+                    other: coll,
+                    other_shard: s,
+                })
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(first.map_or(0, |(_, s)| s))
+}
+
+/// An opened store taken apart, one shard per reactor ([`Store::into_parts`]).
+pub struct StoreParts<D: BlockDevice> {
+    /// The device.
+    pub dev: D,
+    /// The superblock.
+    pub sb: Superblock,
+    /// The shards, in index order, recovered.
+    pub shards: Vec<Shard<D::Qpair>>,
+    /// What recovery found, per shard.
+    pub replay: Vec<ReplayReport>,
 }
 
 /// Runs `f` with synchronous I/O on a small queue pair of its own (mkfs, reading the
@@ -265,6 +319,18 @@ impl<D: BlockDevice> Store<D> {
         })
     }
 
+    /// Takes the store apart into its device, superblock and shards, for the reactors
+    /// ([`crate::reactor`]) to own one shard each. Completions not yet taken are dropped:
+    /// take them first (a store fresh from `open` has none).
+    pub fn into_parts(self) -> StoreParts<D> {
+        StoreParts {
+            dev: self.dev,
+            sb: self.sb,
+            shards: self.shards,
+            replay: self.replay,
+        }
+    }
+
     /// The device.
     pub fn device(&self) -> &D {
         &self.dev
@@ -293,19 +359,7 @@ impl<D: BlockDevice> Store<D> {
     /// Queues a transaction; its result comes back through [`Store::take_completions`] or
     /// [`Store::wait`]. Errors here changed nothing.
     pub fn queue(&mut self, txn: Transaction) -> Result<TxnId> {
-        let mut shard = None;
-        for op in txn.ops() {
-            let s = self.shard_of(match op {
-                TxnOp::MkColl { coll } | TxnOp::RmColl { coll } => *coll,
-                other => other.coll(),
-            });
-            if *shard.get_or_insert(s) != s {
-                return Err(StoreError::InvalidTxn(
-                    "a transaction must stay within the collections of one shard".into(),
-                ));
-            }
-        }
-        let s = shard.unwrap_or(0);
+        let s = route(&txn, self.shards.len())?;
         let local = self.shards[s].queue(txn)?;
         Ok(local << 8 | s as u64)
     }
@@ -356,12 +410,7 @@ impl<D: BlockDevice> Store<D> {
     /// An object's size and counts.
     pub fn stat(&self, coll: CollId, name: &[u8]) -> Result<ObjStat> {
         let o = self.shards[self.shard_of(coll)].object(coll, name)?;
-        Ok(ObjStat {
-            size: o.size,
-            allocated_bytes: o.extents.values().map(|e| u64::from(e.pages)).sum::<u64>() * PAGE,
-            attrs: o.attrs.len() as u64,
-            omap_keys: o.omap.len() as u64,
-        })
+        Ok(ObjStat::of(o))
     }
 
     /// An attribute's value.

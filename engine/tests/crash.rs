@@ -1,21 +1,29 @@
 //! The crash explorer over both journal modes: seeded workloads, power cuts at every kind
 //! of point (recovery included), and the oracle of DESIGN §4 on every object afterwards.
 //! `KEEL_CRASH_CYCLES` sets the cycles per mode (default 1000); `KEEL_CRASH_SEED` the seed.
+//! The multi-shard runs (reactors, stepped on one thread) take `KEEL_CRASH_SHARD_CYCLES`
+//! (default 200).
 
 use keel_engine::crash::{run, CrashConfig};
 use keel_engine::JournalMode;
 
 fn explore(mode: JournalMode) {
-    let cycles = std::env::var("KEEL_CRASH_CYCLES")
+    explore_shards(mode, 1, "KEEL_CRASH_CYCLES", 1000);
+}
+
+fn explore_shards(mode: JournalMode, shards: u32, cycles_var: &str, default_cycles: u64) {
+    let cycles = std::env::var(cycles_var)
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(1000);
+        .unwrap_or(default_cycles);
     let seed = std::env::var("KEEL_CRASH_SEED")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(0x6b65_656c);
-    let rep = run(&CrashConfig::new(mode, seed, cycles), |_| {});
-    eprintln!("{mode}: {rep:#?}");
+    let mut cfg = CrashConfig::new(mode, seed, cycles);
+    cfg.shards = shards;
+    let rep = run(&cfg, |_| {});
+    eprintln!("{mode}, {shards} shard(s): {rep:#?}");
     assert_eq!(rep.cycles, cycles);
     assert_eq!(rep.violations, 0, "{mode}: {}", rep.failures.join("\n"));
     assert_eq!(rep.acked_lost, 0);
@@ -54,4 +62,27 @@ fn crash_explorer_metadata_only() {
 #[test]
 fn crash_explorer_full() {
     explore(JournalMode::Full);
+}
+
+#[test]
+fn crash_explorer_three_shards_metadata_only() {
+    explore_shards(JournalMode::MetadataOnly, 3, "KEEL_CRASH_SHARD_CYCLES", 200);
+}
+
+#[test]
+fn crash_explorer_two_shards_full() {
+    explore_shards(JournalMode::Full, 2, "KEEL_CRASH_SHARD_CYCLES", 200);
+}
+
+#[test]
+fn multi_shard_cycles_replay_exactly() {
+    let mut cfg = CrashConfig::new(JournalMode::MetadataOnly, 99, 30);
+    cfg.shards = 3;
+    let a = run(&cfg, |_| {});
+    let b = run(&cfg, |_| {});
+    assert_eq!(a.violations, 0, "{}", a.failures.join("\n"));
+    assert_eq!(
+        format!("{:?} {:?}", a.crash_points, a.classes),
+        format!("{:?} {:?}", b.crash_points, b.classes)
+    );
 }

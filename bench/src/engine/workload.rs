@@ -112,14 +112,35 @@ pub enum Action {
     },
 }
 
+/// The collection of `obj` when the objects are spread over `colls` (one per reactor):
+/// `obj<i>` and `log<i>` go to `colls[i % n]`, `new<k>` to `colls[(k % objects) % n]`, so a
+/// created object and the one its transaction removes (`objects` older) share one
+/// collection, and so one shard.
+pub fn coll_of(obj: ObjRef, colls: &[CollId], objects: u64) -> CollId {
+    colls[((obj.index % objects.max(1)) % colls.len() as u64) as usize]
+}
+
 impl Action {
-    /// The transaction. `data` holds the bytes to write: at least the action's length.
+    /// The transaction, in [`COLL`]. `data` holds the bytes to write: at least the
+    /// action's length.
     pub fn txn(&self, data: &[u8]) -> Transaction {
+        self.txn_in(data, &[COLL], 1)
+    }
+
+    /// The transaction, with its object in `colls` as [`coll_of`] places it.
+    pub fn txn_in(&self, data: &[u8], colls: &[CollId], objects: u64) -> Transaction {
         let bytes = |len: u64| data[..len as usize].to_vec();
         let mut t = Transaction::new();
+        let obj = match *self {
+            Action::Shape { obj, .. }
+            | Action::Write { obj, .. }
+            | Action::Create { obj, .. }
+            | Action::SetAttr { obj, .. } => obj,
+        };
+        let coll = coll_of(obj, colls, objects);
         match *self {
             Action::Shape { obj, size } => {
-                t.touch(COLL, obj.name()).truncate(COLL, obj.name(), size);
+                t.touch(coll, obj.name()).truncate(coll, obj.name(), size);
             }
             Action::Write {
                 obj,
@@ -128,18 +149,18 @@ impl Action {
                 truncate_first,
             } => {
                 if truncate_first {
-                    t.truncate(COLL, obj.name(), 0);
+                    t.truncate(coll, obj.name(), 0);
                 }
-                t.write(COLL, obj.name(), offset, bytes(len));
+                t.write(coll, obj.name(), offset, bytes(len));
             }
             Action::Create { obj, len, remove } => {
-                t.write(COLL, obj.name(), 0, bytes(len));
+                t.write(coll, obj.name(), 0, bytes(len));
                 if let Some(old) = remove {
-                    t.remove(COLL, old.name());
+                    t.remove(coll, old.name());
                 }
             }
             Action::SetAttr { obj, value } => {
-                t.setattr(COLL, obj.name(), "bench", value.to_le_bytes().to_vec());
+                t.setattr(coll, obj.name(), "bench", value.to_le_bytes().to_vec());
             }
         }
         t

@@ -19,10 +19,14 @@ use std::collections::BTreeMap;
 use keel_drivers::sim::{Fault, SimClock, SimConfig, SimDevice};
 use keel_drivers::{BlockDevice, NvmeStatus, Op};
 
+use std::sync::Arc;
+
 use crate::error::StoreError;
-use crate::shard::ShardConfig;
-use crate::store::{MkfsOptions, Store};
-use crate::types::{JournalMode, ObjKey};
+use crate::reactor::{CompletionRing, Engine, Notify, ReactorConfig};
+use crate::shard::{Phase, ShardConfig};
+use crate::store::{shard_for, MkfsOptions, Store};
+use crate::txn::Transaction;
+use crate::types::{CollId, JournalMode, ObjKey};
 use model::{Model, ModelObject};
 use oracle::{Actual, Oracle, Submitted};
 use workload::{TxnClass, Workload, COLLS, SPARE_COLL};
@@ -44,6 +48,10 @@ pub struct CrashConfig {
     pub latency_ns: u64,
     /// Volatile write cache on the device.
     pub volatile_cache: bool,
+    /// Shards. With more than one, the store runs as reactors in stepped mode
+    /// ([`crate::reactor::Engine`], every reactor turned on this thread, so cycles replay
+    /// exactly), and the workload spreads over two collections per shard.
+    pub shards: u32,
 }
 
 impl CrashConfig {
@@ -57,6 +65,7 @@ impl CrashConfig {
             max_inflight: 16,
             latency_ns: 10_000,
             volatile_cache: true,
+            shards: 1,
         }
     }
 }
@@ -176,8 +185,109 @@ fn cycle_seed(seed: u64, cycle: u64) -> u64 {
     seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ cycle.wrapping_mul(0xc2b2_ae3d_27d4_eb4f)
 }
 
+/// What the explorer drives: the single-threaded store, or reactors stepped on this
+/// thread.
+enum Target {
+    Store(Store<SimDevice>),
+    Reactors {
+        engine: Engine<SimDevice>,
+        ring: Arc<CompletionRing>,
+        next_tag: u64,
+    },
+}
+
+impl Target {
+    fn queue(&mut self, txn: Transaction) -> Result<u64, StoreError> {
+        match self {
+            Target::Store(s) => s.queue(txn),
+            Target::Reactors {
+                engine,
+                ring,
+                next_tag,
+            } => {
+                let tag = *next_tag;
+                engine.try_submit(txn, Notify::ring(ring, tag)?)?;
+                *next_tag += 1;
+                Ok(tag)
+            }
+        }
+    }
+
+    fn poll(&mut self) -> bool {
+        match self {
+            Target::Store(s) => s.poll(),
+            Target::Reactors { engine, .. } => engine.step().is_busy(),
+        }
+    }
+
+    fn take_completions(&mut self, mut f: impl FnMut(u64, Result<(), StoreError>)) {
+        match self {
+            Target::Store(s) => {
+                s.take_completions(f);
+            }
+            Target::Reactors { ring, .. } => {
+                while let Some((tag, r)) = ring.pop() {
+                    f(tag, r);
+                }
+            }
+        }
+    }
+
+    fn submit_sync(&mut self, txn: Transaction) -> Result<(), StoreError> {
+        match self {
+            Target::Store(s) => s.submit_sync(txn),
+            Target::Reactors { engine, .. } => engine.submit_sync(txn),
+        }
+    }
+
+    fn phase(&self) -> Phase {
+        match self {
+            Target::Store(s) => s.phase(),
+            Target::Reactors { engine, .. } => engine.phase().unwrap_or_default(),
+        }
+    }
+
+    fn is_idle(&self) -> bool {
+        match self {
+            Target::Store(s) => s.is_idle(),
+            Target::Reactors { engine, .. } => engine
+                .with_reactors(|rs| rs.iter().all(|r| r.is_idle()))
+                .unwrap_or(false),
+        }
+    }
+
+    fn request_checkpoint(&mut self) {
+        match self {
+            Target::Store(s) => s.request_checkpoint(),
+            Target::Reactors { engine, .. } => {
+                let _ = engine.request_checkpoint();
+            }
+        }
+    }
+}
+
+/// Two collections on every one of `shards` shards (none of them [`SPARE_COLL`]).
+fn colls_for(shards: u32) -> Vec<CollId> {
+    if shards <= 1 {
+        return COLLS.to_vec();
+    }
+    let n = shards as usize;
+    let mut per = vec![0; n];
+    let mut out = Vec::new();
+    let mut c: CollId = 1;
+    while per.iter().any(|k| *k < 2) {
+        let s = shard_for(c, n);
+        if c != SPARE_COLL && per[s] < 2 {
+            per[s] += 1;
+            out.push(c);
+        }
+        c += 1;
+    }
+    out
+}
+
 struct Run {
-    store: Store<SimDevice>,
+    store: Target,
     expected: Model,
     submitted: Vec<(Submitted, TxnClass, bool)>,
     inflight: BTreeMap<u64, usize>,
@@ -230,8 +340,13 @@ impl Run {
 
 fn run_cycle(cfg: &CrashConfig, cycle: u64, rep: &mut CrashReport) {
     let seed = cycle_seed(cfg.seed, cycle);
+    let shards = if cfg.shards > 1 {
+        format!(" --shards {}", cfg.shards)
+    } else {
+        String::new()
+    };
     let repro = format!(
-        "keel-bench crash --mode {} --seed {} --first-cycle {cycle} --cycles 1",
+        "keel-bench crash --mode {} --seed {} --first-cycle {cycle} --cycles 1{shards}",
         cfg.mode, cfg.seed
     );
     let fail = |rep: &mut CrashReport, what: String| {
@@ -248,21 +363,33 @@ fn run_cycle(cfg: &CrashConfig, cycle: u64, rep: &mut CrashReport) {
     mk.journal_bytes = 256 << 10;
     mk.checkpoint_bytes = 2 << 20;
     mk.uuid = Some([7; 16]);
+    mk.shards = cfg.shards.max(1);
     Store::mkfs(&dev, &mk).expect("mkfs");
-    let store = Store::open(dev.clone(), shard_cfg()).expect("open");
+    let opened = Store::open(dev.clone(), shard_cfg()).expect("open");
+    let store = if cfg.shards > 1 {
+        Target::Reactors {
+            engine: Engine::from_store(opened, ReactorConfig::stepped()).expect("reactors"),
+            ring: CompletionRing::new(cfg.max_inflight + 1),
+            next_tag: 1,
+        }
+    } else {
+        Target::Store(opened)
+    };
     let mut run = Run {
         store,
         expected: Model::default(),
         submitted: Vec::new(),
         inflight: BTreeMap::new(),
     };
-    let mut w = Workload::new(seed ^ 1);
-    let mut setup = crate::txn::Transaction::default();
-    for c in COLLS {
+    let colls = colls_for(cfg.shards);
+    let mut w = Workload::with_colls(seed ^ 1, colls.clone());
+    // One collection per setup transaction: a transaction stays within one shard.
+    for &c in &colls {
+        let mut setup = Transaction::default();
         setup.mkcoll(c);
+        run.expected.apply(&setup);
+        run.store.submit_sync(setup).expect("setup");
     }
-    run.expected.apply(&setup);
-    run.store.submit_sync(setup).expect("setup");
 
     // Warm-up: acknowledged history, with the journal wrapping.
     let warm = rng.usize(20..200);
@@ -387,7 +514,7 @@ fn run_cycle(cfg: &CrashConfig, cycle: u64, rep: &mut CrashReport) {
         }
     }
     let mut keys = Vec::new();
-    for c in COLLS {
+    for &c in &colls {
         for i in 0..8 {
             keys.push(ObjKey::new(c, format!("obj{i}").into_bytes()));
         }
@@ -399,7 +526,8 @@ fn run_cycle(cfg: &CrashConfig, cycle: u64, rep: &mut CrashReport) {
         mode: cfg.mode,
         block: store.device().geometry().block_size as usize,
     };
-    let colls = [COLLS[0], COLLS[1], SPARE_COLL];
+    let mut colls = colls;
+    colls.push(SPARE_COLL);
     let mut read_err = None;
     let verdict = {
         let st = &mut store;

@@ -53,6 +53,7 @@ const MAX_SIZE: usize = 32 << 10;
 pub struct Workload {
     rng: fastrand::Rng,
     fill: u8,
+    colls: Vec<CollId>,
 }
 
 fn name(i: usize) -> Vec<u8> {
@@ -62,10 +63,23 @@ fn name(i: usize) -> Vec<u8> {
 impl Workload {
     /// A generator seeded with `seed`.
     pub fn new(seed: u64) -> Self {
+        Self::with_colls(seed, COLLS.to_vec())
+    }
+
+    /// A generator over collections `colls` (each transaction stays in one of them, so in
+    /// one shard), and [`SPARE_COLL`].
+    pub fn with_colls(seed: u64, colls: Vec<CollId>) -> Self {
+        assert!(!colls.is_empty() && !colls.contains(&SPARE_COLL));
         Workload {
             rng: fastrand::Rng::with_seed(seed),
             fill: 1,
+            colls,
         }
+    }
+
+    /// The collections it writes to (besides [`SPARE_COLL`]).
+    pub fn colls(&self) -> &[CollId] {
+        &self.colls
     }
 
     fn data(&mut self, len: usize) -> Vec<u8> {
@@ -86,7 +100,7 @@ impl Workload {
 
     /// One transaction against the model's expected state, and its class.
     pub fn next(&mut self, m: &Model) -> (Transaction, TxnClass) {
-        let coll = COLLS[self.rng.usize(0..COLLS.len())];
+        let coll = self.colls[self.rng.usize(0..self.colls.len())];
         let n = name(self.rng.usize(0..NAMES));
         let size = m.object(coll, &n).map(|o| o.data.len());
         let mut t = Transaction::default();

@@ -9,9 +9,9 @@ use std::ffi::{c_char, c_int, CStr};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use libc::{
-    E2BIG, EACCES, EAGAIN, EBADF, EBUSY, EEXIST, EFBIG, EINVAL, EIO, EISDIR, EMFILE, ENAMETOOLONG,
-    ENODEV, ENOENT, ENOMEM, ENOSPC, ENOTDIR, ENOTEMPTY, ENOTSUP, EPERM, ERANGE, EROFS, ESHUTDOWN,
-    EUCLEAN,
+    E2BIG, EACCES, EAGAIN, EBADF, EBUSY, EDEADLK, EEXIST, EFBIG, EINVAL, EIO, EISDIR, EMFILE,
+    ENAMETOOLONG, ENODEV, ENOENT, ENOMEM, ENOSPC, ENOTDIR, ENOTEMPTY, ENOTSUP, EPERM, ERANGE,
+    EROFS, ESHUTDOWN, EUCLEAN, EXDEV,
 };
 
 use crate::error::StoreError;
@@ -43,6 +43,8 @@ const MESSAGES: &[(c_int, &CStr)] = &[
     (EISDIR, c"device path is a directory"),
     (ENOTDIR, c"a component of the device path is not a directory"),
     (EMFILE, c"too many open files"),
+    (EXDEV, c"transaction names collections of two shards"),
+    (EDEADLK, c"blocking call from a reactor thread (a callback) would wait for itself"),
     (EIO, c"I/O error, or an internal error (a panic caught inside the library)"),
 ];
 

@@ -24,8 +24,17 @@ use keel_drivers::uring::{UringConfig, UringDevice};
 use libc::{EINVAL, ENOTSUP};
 
 use super::errors::errno;
+use crate::reactor::{Cores, Engine, Idle, ReactorConfig};
 use crate::shard::ShardConfig;
 use crate::store::{MkfsOptions, Store};
+
+/// What an open store runs on.
+pub enum Backend {
+    /// One shard, polled by the application (`keel_poll`).
+    Polled(Store<AnyDevice>),
+    /// One reactor thread per core of the list, each with its shard.
+    Reactors(Engine<AnyDevice>),
+}
 use crate::superblock::MAX_SHARDS;
 use crate::types::JournalMode;
 
@@ -55,6 +64,9 @@ pub const KEEL_JOURNAL_MAX_BYTES: u64 = 68_719_476_736;
 /// Largest `opts_size` or `out_size` accepted, in bytes: a larger one is taken for garbage
 /// (`-EINVAL`), not for a newer header.
 pub const KEEL_STRUCT_MAX_BYTES: usize = 4096;
+
+/// Longest `reactor_sleep_us_max` (one second).
+const MAX_REACTOR_SLEEP_US: u32 = 1_000_000;
 
 /// Block size of the simulated device.
 const SIM_BLOCK_BYTES: u32 = 4096;
@@ -89,10 +101,13 @@ pub struct keel_opts {
     /// Format the device (mkfs, destroying what it holds) before opening it; false opens an
     /// existing store, recovering it.
     pub create: bool,
-    /// The cores that will run the store's reactors (NULL with `ncores` 0: none named).
-    /// Each must be a configured CPU, without duplicates, at most 62 of them. For now the
-    /// store runs one shard, polled by whichever thread calls into it: the list is checked
-    /// and kept, and no thread is started or pinned.
+    /// The cores that run the store's reactors (NULL with `ncores` 0: none). Each must be
+    /// a configured CPU, without duplicates, at most 62 of them. With a list, the store
+    /// runs one reactor thread per entry, pinned to that core, each owning one shard
+    /// (`create` formats `ncores` shards; opening an existing store needs as many cores
+    /// as it has shards, else `-EINVAL`); callbacks then run on the reactor threads and
+    /// `keel_poll` has nothing to do. Without a list, the store has one shard and no
+    /// thread: it runs in the threads that call `keel_poll`.
     pub cores: *const u32,
     /// Entries in `cores`.
     pub ncores: usize,
@@ -102,6 +117,10 @@ pub struct keel_opts {
     /// Most transactions submitted and not yet completed (callback not yet run); past it
     /// `keel_submit` returns `-EAGAIN` (0: 4096). Optional (not in version 1).
     pub max_inflight_txns: u32,
+    /// Reactor threads (a core list given): 0 spins when idle (dedicated cores); N > 0
+    /// spins a little, then sleeps up to N microseconds (shared machines, tests under
+    /// valgrind); at most 1000000. Optional (not in version 1).
+    pub reactor_sleep_us_max: u32,
 }
 
 /// `keel_opts` as bytes from C: the same layout, with every field valid for any bits
@@ -119,6 +138,7 @@ struct RawOpts {
     ncores: usize,
     journal_bytes: u64,
     max_inflight_txns: u32,
+    reactor_sleep_us_max: u32,
 }
 
 /// Bytes of version 1 of `struct keel_opts` (`KEEL_OPTS_SIZE_V1` in the header).
@@ -142,7 +162,8 @@ const _: () = {
         cores,
         ncores,
         journal_bytes,
-        max_inflight_txns
+        max_inflight_txns,
+        reactor_sleep_us_max
     );
     assert!(size_of::<RawOpts>() == size_of::<keel_opts>());
     assert!(size_of::<bool>() == 1);
@@ -198,8 +219,10 @@ pub struct Opts {
     pub create: bool,
     /// Size of the sim device, or of the file to create (0: as it is).
     pub size_bytes: u64,
-    /// Reactor cores (kept, not used yet).
+    /// Reactor cores (empty: no reactor threads, the application polls).
     pub cores: Vec<u32>,
+    /// Longest idle sleep of a reactor, in microseconds (0: spin).
+    pub reactor_sleep_us_max: u32,
     /// Journal bytes for mkfs (0: default).
     pub journal_bytes: u64,
     /// Transactions in flight at most.
@@ -243,6 +266,7 @@ impl Opts {
             ncores: 0,
             journal_bytes: 0,
             max_inflight_txns: 0,
+            reactor_sleep_us_max: 0,
         };
         // SAFETY: `known` bytes are readable at p (known <= size) and writable in `raw`
         // (known <= size_of::<RawOpts>()); RawOpts is plain data valid for any bytes, and
@@ -270,7 +294,9 @@ impl Opts {
         let create = raw.create != 0;
         // SAFETY: forwarded from this function's contract.
         let cores = unsafe { check_cores(raw.cores, raw.ncores) }?;
-        if raw.journal_bytes > KEEL_JOURNAL_MAX_BYTES {
+        if raw.journal_bytes > KEEL_JOURNAL_MAX_BYTES
+            || raw.reactor_sleep_us_max > MAX_REACTOR_SLEEP_US
+        {
             return Err(-EINVAL);
         }
         let path = || -> Result<PathBuf, c_int> {
@@ -302,6 +328,7 @@ impl Opts {
             create,
             size_bytes: raw.size_bytes,
             cores,
+            reactor_sleep_us_max: raw.reactor_sleep_us_max,
             journal_bytes: raw.journal_bytes,
             max_inflight_txns: match raw.max_inflight_txns {
                 0 => DEFAULT_MAX_INFLIGHT_TXNS,
@@ -310,9 +337,10 @@ impl Opts {
         })
     }
 
-    /// Opens the device, formats it with `create`, and opens the store on it. When
-    /// `create` made or grew a file and a later step fails, the file is put back.
-    pub fn open(&self) -> Result<Store<AnyDevice>, c_int> {
+    /// Opens the device, formats it with `create`, and opens the store on it: polled by
+    /// the application without a core list, run by reactors with one. When `create` made
+    /// or grew a file and a later step fails, the file is put back.
+    pub fn open(&self) -> Result<Backend, c_int> {
         let create_bytes = (self.create && self.size_bytes > 0).then_some(self.size_bytes);
         let undo = match &self.dev {
             Dev::Psync(p) | Dev::Uring(p) if create_bytes.is_some() => Some(FileUndo::note(p)),
@@ -322,16 +350,44 @@ impl Opts {
             if self.create {
                 let mut mk = MkfsOptions::new(self.mode);
                 mk.journal_bytes = self.journal_bytes;
+                mk.shards = self.cores.len().max(1) as u32;
                 Store::mkfs(&dev, &mk).map_err(errno)?;
             }
             // The FFI bounds transactions in flight itself (so that -EAGAIN keeps the
             // transaction); acknowledged transactions still writing home are bounded by the
             // journal, whose checkpoint waits for them.
+            // With reactors, the shard's own limit is the same bound: a full shard leaves
+            // messages in its reactor's ring, and a full ring is -EAGAIN.
             let cfg = ShardConfig {
-                max_txns: u32::MAX,
+                max_txns: if self.cores.is_empty() {
+                    u32::MAX
+                } else {
+                    self.max_inflight_txns
+                },
                 ..ShardConfig::default()
             };
-            Store::open(dev, cfg).map_err(errno)
+            let store = Store::open(dev, cfg).map_err(errno)?;
+            if self.cores.is_empty() {
+                if store.superblock().shards.len() != 1 {
+                    // A store of several shards needs its reactors: name the cores.
+                    return Err(-EINVAL);
+                }
+                return Ok(Backend::Polled(store));
+            }
+            let rcfg = ReactorConfig {
+                cores: Cores::List(self.cores.iter().map(|c| *c as usize).collect()),
+                idle: match self.reactor_sleep_us_max {
+                    0 => Idle::Spin,
+                    n => Idle::Backoff {
+                        spin_turns: 64,
+                        sleep_us_max: n,
+                    },
+                },
+                ..ReactorConfig::default()
+            };
+            Engine::from_store(store, rcfg)
+                .map(Backend::Reactors)
+                .map_err(errno)
         });
         if r.is_err() {
             if let Some(u) = undo {

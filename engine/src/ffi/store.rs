@@ -11,31 +11,55 @@
 //! Callbacks run with no lease held, so a callback may submit, poll or read on its own
 //! store; a [`Delivering`] mark keeps the store from being closed under the caller that is
 //! running them.
+//!
+//! With a core list the store runs reactor threads ([`crate::reactor::Engine`]):
+//!
+//! ```text
+//!  keel_submit ──► Engine::try_submit ──► reactor ring ──► shard ──► cb(arg, status)
+//!                                                                   (on the reactor)
+//!  keel_submit_sync ──► the same, with a callback that fills a slot; waits, no lease held
+//!  keel_read / stat / getattr / omap_get / stats ──► a query answered by the reactor
+//!  keel_poll ──► nothing to do (0)
+//!  keel_store_close ──► retire the handle ──► Engine::close: every callback runs, join
+//! ```
 
 use std::collections::HashMap;
 use std::ffi::{c_int, c_void};
 use std::mem::size_of;
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use keel_drivers::any::AnyDevice;
 use keel_drivers::Op;
-use libc::{EAGAIN, EBUSY, EFBIG, EINVAL, ERANGE, ESHUTDOWN};
+use libc::{EAGAIN, EBUSY, EDEADLK, EFBIG, EINVAL, ERANGE, ESHUTDOWN};
 
 use super::args;
 use super::errors::{errno, ffi_int};
 use super::handles::{acquire_pair, register, Delivering, Handle, Kind, Lease};
-use super::opts::{keel_opts, Opts, KEEL_STRUCT_MAX_BYTES};
+use super::opts::{keel_opts, Backend, Opts, KEEL_STRUCT_MAX_BYTES};
 use super::txn::keel_txn;
 use super::KEEL_MAX_OBJECT_BYTES;
 use crate::error::Result;
+use crate::reactor::reactor::on_reactor;
+use crate::reactor::Notify;
 use crate::shard::TxnId;
-use crate::store::Store;
+use crate::store::{Store, StoreStats};
 
 /// Called once per submitted transaction with its result: `status` is 0 when it committed
 /// (durable), or a negative errno when it failed and changed nothing (`-ENOENT`,
-/// `-EEXIST`, `-ENOTEMPTY`, `-ENOSPC`, `-EROFS`, `-ESHUTDOWN`...). Runs on the thread that
-/// called `keel_poll`, `keel_submit_sync` or `keel_store_close`. It may call the library
-/// (submit, poll, read, even on the same store) but not `keel_store_close` on its own
-/// store, and must not unwind (C++ exceptions, longjmp) out of the call.
+/// `-EEXIST`, `-ENOTEMPTY`, `-ENOSPC`, `-EROFS`, `-ESHUTDOWN`...).
+///
+/// Without reactors (no core list) it runs on the thread that called `keel_poll`,
+/// `keel_submit_sync` or `keel_store_close`, and may call the library (submit, poll, read,
+/// even on the same store) but not `keel_store_close` on its own store.
+///
+/// With reactors (a core list) it runs on the reactor thread of the transaction's shard,
+/// while that reactor waits for it: keep it short and never block in it. It may call
+/// `keel_submit` (or get `-EBUSY` if another thread is inside a call on the store); calls
+/// that wait for a reactor (`keel_submit_sync`, `keel_read`, `keel_stat`, `keel_getattr`,
+/// `keel_omap_get`, `keel_store_stats`) fail with `-EDEADLK` there, and `keel_store_close`
+/// with `-EBUSY` or `-EBADF`. Whatever the mode it must not unwind (C++ exceptions,
+/// longjmp) out of the call.
 pub type keel_done_cb = Option<unsafe extern "C" fn(cb_arg: *mut c_void, status: c_int)>;
 
 /// An object's committed state, summarized (`keel_stat`).
@@ -93,22 +117,53 @@ enum Waiter {
 /// An open store (opaque). Open with `keel_store_open`, close with `keel_store_close`.
 pub struct keel_store {
     magic: u64,
-    store: Store<AnyDevice>,
+    backend: Backend,
+    /// Reactors: transactions submitted whose callback has not run yet.
+    inflight: Arc<AtomicUsize>,
     /// Submitted transactions whose result has not been handed out.
     pending: HashMap<TxnId, Waiter>,
     /// Results of `keel_submit_sync` transactions, reaped by whichever poll saw them.
     sync_done: HashMap<TxnId, c_int>,
-    /// Most entries in `pending`.
+    /// Most entries in `pending` (reactors: most in `inflight`).
     max_inflight: usize,
-    /// The reactor cores the caller named (kept for when a store runs several).
-    #[allow(dead_code)]
-    cores: Vec<u32>,
+}
+
+/// A C callback and its argument, moved to the reactor thread that runs it.
+struct CCallback {
+    cb: keel_done_cb,
+    arg: *mut c_void,
+    inflight: Arc<AtomicUsize>,
+}
+
+// SAFETY: the caller of keel_submit promises (keel_done_cb's threading rule) that `cb` may
+// be called with `arg` from the store's reactor threads; nothing else reaches `arg`.
+unsafe impl Send for CCallback {}
+
+impl CCallback {
+    fn run(self, status: c_int) {
+        self.inflight.fetch_sub(1, Ordering::AcqRel);
+        if let Some(cb) = self.cb {
+            // SAFETY: the caller of keel_submit gave this function and argument for exactly
+            // this call, callable from a reactor thread.
+            unsafe { cb(self.arg, status) };
+        }
+    }
+}
+
+/// Where `keel_submit_sync` on reactors waits for its result.
+struct SyncSlot {
+    done: AtomicBool,
+    status: AtomicI32,
 }
 
 impl std::fmt::Debug for keel_store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let driver = match &self.backend {
+            Backend::Polled(s) => s.device().driver(),
+            Backend::Reactors(e) => e.device().driver(),
+        };
         f.debug_struct("keel_store")
-            .field("device", &self.store.device().driver())
+            .field("device", &driver)
             .field("pending", &self.pending.len())
             .finish()
     }
@@ -139,27 +194,89 @@ impl keel_store {
     /// the store refused it for good, and it is dropped).
     fn queue(&mut self, txn: &mut keel_txn, waiter: Waiter) -> std::result::Result<TxnId, c_int> {
         txn.get().validate().map_err(errno)?;
+        let Backend::Polled(store) = &mut self.backend else {
+            unreachable!("queue is the polled mode's")
+        };
         if self.pending.len() >= self.max_inflight {
             return Err(-EAGAIN);
         }
-        let id = self.store.queue(txn.take()).map_err(errno)?;
+        let id = store.queue(txn.take()).map_err(errno)?;
         self.pending.insert(id, waiter);
         Ok(id)
+    }
+
+    /// Reactors: submits the content of `txn` with `notify` (made by `make` from the
+    /// in-flight counter) without waiting. On error the content stays in `txn`.
+    fn submit_reactors(
+        &mut self,
+        txn: &mut keel_txn,
+        make: impl FnOnce(Arc<AtomicUsize>) -> Notify,
+    ) -> std::result::Result<(), c_int> {
+        txn.get().validate().map_err(errno)?;
+        let Backend::Reactors(engine) = &self.backend else {
+            unreachable!("reactors")
+        };
+        if self.inflight.load(Ordering::Acquire) >= self.max_inflight {
+            return Err(-EAGAIN);
+        }
+        self.inflight.fetch_add(1, Ordering::AcqRel);
+        let notify = make(Arc::clone(&self.inflight));
+        match engine.try_submit(txn.take(), notify) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                // Refused: the notification was not armed and runs nothing.
+                self.inflight.fetch_sub(1, Ordering::AcqRel);
+                txn.put(e.txn);
+                Err(errno(e.error))
+            }
+        }
+    }
+
+    fn read(&mut self, coll: u64, name: &[u8], offset: u64, len: usize) -> Result<Vec<u8>> {
+        match &mut self.backend {
+            Backend::Polled(s) => s.read(coll, name, offset, len),
+            Backend::Reactors(e) => e.read(coll, name, offset, len),
+        }
+    }
+
+    fn stat(&self, coll: u64, name: &[u8]) -> Result<crate::store::ObjStat> {
+        match &self.backend {
+            Backend::Polled(s) => s.stat(coll, name),
+            Backend::Reactors(e) => e.stat(coll, name),
+        }
+    }
+
+    fn lookup(&self, map: Map, coll: u64, name: &[u8], key: &[u8]) -> Result<Vec<u8>> {
+        match (&self.backend, map) {
+            (Backend::Polled(s), Map::Attrs) => s.getattr(coll, name, key),
+            (Backend::Polled(s), Map::Omap) => s.omap_get(coll, name, key),
+            (Backend::Reactors(e), Map::Attrs) => e.getattr(coll, name, key),
+            (Backend::Reactors(e), Map::Omap) => e.omap_get(coll, name, key),
+        }
+    }
+
+    fn counters(&self) -> Result<StoreStats> {
+        match &self.backend {
+            Backend::Polled(s) => Ok(s.stats()),
+            Backend::Reactors(e) => Ok(e.stats()?.total()),
+        }
     }
 
     /// One turn of the store, then hands out what finished: callbacks into `ready`, sync
     /// results into `sync_done`.
     fn turn(&mut self, ready: &mut Vec<Ready>) -> bool {
-        let busy = self.store.poll();
+        let Backend::Polled(store) = &mut self.backend else {
+            return false; // the reactors run themselves
+        };
+        let busy = store.poll();
         let (pending, sync_done) = (&mut self.pending, &mut self.sync_done);
-        self.store
-            .take_completions(|id, r| match pending.remove(&id) {
-                Some(Waiter::Callback(cb, arg)) => ready.push((cb, arg, status(r))),
-                Some(Waiter::Sync) => {
-                    sync_done.insert(id, status(r));
-                }
-                None => log::warn!("keel: completion of unknown transaction {id}"),
-            });
+        store.take_completions(|id, r| match pending.remove(&id) {
+            Some(Waiter::Callback(cb, arg)) => ready.push((cb, arg, status(r))),
+            Some(Waiter::Sync) => {
+                sync_done.insert(id, status(r));
+            }
+            None => log::warn!("keel: completion of unknown transaction {id}"),
+        });
         busy
     }
 }
@@ -189,8 +306,9 @@ fn deliver(ready: Vec<Ready>) {
 /// error). On error `*out` is not written, and a file that `create` made or grew is
 /// removed or shrunk back.
 ///
-/// Threading: any thread. The store has no thread of its own: it runs in the threads that
-/// call into it, one call at a time (see `keel_poll`).
+/// Threading: any thread. Without a core list the store has no thread of its own: it runs
+/// in the threads that call into it, one call at a time (see `keel_poll`). With one, it
+/// starts a reactor thread per core, pinned, before this returns.
 ///
 /// # Safety
 ///
@@ -208,14 +326,14 @@ pub unsafe extern "C" fn keel_store_open(
         }
         // SAFETY: the caller's contract for opts.
         let o = unsafe { Opts::from_c(opts) }?;
-        let store = o.open()?;
+        let backend = o.open()?;
         let handle = register(Box::new(keel_store {
             magic: keel_store::MAGIC,
-            store,
+            backend,
+            inflight: Arc::new(AtomicUsize::new(0)),
             pending: HashMap::new(),
             sync_done: HashMap::new(),
             max_inflight: o.max_inflight_txns as usize,
-            cores: o.cores,
         }));
         // SAFETY: out is non-NULL and valid for a pointer write (the caller's contract).
         unsafe { out.write(handle) };
@@ -223,8 +341,9 @@ pub unsafe extern "C" fn keel_store_open(
     })
 }
 
-/// Finishes every transaction in flight (their callbacks run, on this thread, before it
-/// returns), writes a checkpoint, closes the device and frees the handle. The handle is
+/// Finishes every transaction in flight (their callbacks run before it returns: on this
+/// thread, or with reactors on the reactor threads, which it then joins), writes a
+/// checkpoint, closes the device and frees the handle. The handle is
 /// freed whatever the result, unless the call was refused (`-EINVAL`, `-EBADF`, `-EBUSY`).
 /// Callbacks that run during the close see the handle already closed (`-EBADF`).
 ///
@@ -243,14 +362,31 @@ pub extern "C" fn keel_store_close(store: *mut keel_store) -> c_int {
             drop(lease.retire());
             return Err(-libc::EIO);
         }
+        if matches!(lease.get().backend, Backend::Reactors(_)) {
+            // Retired first: callbacks that run during the close see the handle gone.
+            let handle = lease.retire();
+            let keel_store { backend, .. } = *handle;
+            let Backend::Reactors(engine) = backend else {
+                unreachable!("reactors")
+            };
+            return Ok(engine.close().map_or_else(errno, |()| 0));
+        }
         let st = lease.get();
-        let drained = st.store.drain();
+        let Backend::Polled(store) = &mut st.backend else {
+            unreachable!("polled")
+        };
+        let drained = store.drain();
         let mut ready = Vec::new();
         // A failed shard stops draining before handing out its completions: one more
         // turn collects them.
         st.turn(&mut ready);
         let handle = lease.retire();
-        let keel_store { store, pending, .. } = *handle;
+        let keel_store {
+            backend, pending, ..
+        } = *handle;
+        let Backend::Polled(store) = backend else {
+            unreachable!("polled")
+        };
         let rc = match drained.and_then(|()| store.close()) {
             Ok(()) => 0,
             Err(e) => errno(e),
@@ -267,23 +403,26 @@ pub extern "C" fn keel_store_close(store: *mut keel_store) -> c_int {
 }
 
 /// Submits the transaction: takes its content (leaving `txn` empty, to reuse or free) and
-/// queues it. Nothing reaches the device until the store is polled; `cb(cb_arg, status)`
-/// runs once, from a later `keel_poll` (or `keel_submit_sync`, or `keel_store_close`) on
-/// the thread that calls it, when the transaction is durable (status 0) or has failed.
-/// `cb` may be NULL.
+/// queues it. Without reactors nothing reaches the device until the store is polled, and
+/// `cb(cb_arg, status)` runs once, from a later `keel_poll` (or `keel_submit_sync`, or
+/// `keel_store_close`) on the thread that calls it; with reactors the transaction goes to
+/// its shard's reactor ring and `cb` runs on that reactor thread. Either way it runs when
+/// the transaction is durable (status 0) or has failed. `cb` may be NULL.
 ///
 /// Returns: 0 (queued; the callback will run); `-EINVAL` (NULL `store` or `txn`, empty
 /// transaction), `-EBADF` (`store` or `txn` not live), `-EBUSY` (either in use by another
 /// call), `-EAGAIN` (`max_inflight_txns` transactions are waiting for their callbacks:
-/// poll, then submit again), `-EROFS` (the store stopped after a device error; the content
-/// is dropped), `-EIO`. On every error but `-EROFS` the transaction is unchanged, and the
-/// callback will not run.
+/// poll, then submit again; with reactors also when the shard's reactor ring is full),
+/// `-EXDEV` (the transaction names collections of two shards), `-EROFS` (the store
+/// stopped after a device error; the content is dropped), `-EIO`. On every error but
+/// `-EROFS` the transaction is unchanged, and the callback will not run.
 ///
 /// Threading: the store's thread rule (one call at a time); may be called from a callback.
 ///
 /// # Safety
 ///
-/// `cb`, if not NULL, must be safe to call with `cb_arg` until it has run.
+/// `cb`, if not NULL, must be safe to call with `cb_arg` until it has run, from the
+/// store's reactor threads when it has reactors.
 #[no_mangle]
 pub unsafe extern "C" fn keel_submit(
     store: *mut keel_store,
@@ -293,7 +432,19 @@ pub unsafe extern "C" fn keel_submit(
 ) -> c_int {
     ffi_int(|| {
         let (mut s, mut t) = acquire_pair(store, txn)?;
-        s.get().queue(t.get(), Waiter::Callback(cb, cb_arg))?;
+        let st = s.get();
+        if matches!(st.backend, Backend::Reactors(_)) {
+            st.submit_reactors(t.get(), |inflight| {
+                let c = CCallback {
+                    cb,
+                    arg: cb_arg,
+                    inflight,
+                };
+                Notify::callback(move |r| c.run(status(r)))
+            })?;
+            return Ok(0);
+        }
+        st.queue(t.get(), Waiter::Callback(cb, cb_arg))?;
         Ok(0)
     })
 }
@@ -308,15 +459,48 @@ pub unsafe extern "C" fn keel_submit(
 /// `-ESHUTDOWN` (another thread closed the store while this call waited); `-EIO`.
 ///
 /// Threading: the store's thread rule; may be called from a callback (it then runs the
-/// callbacks that finish while it waits, nested).
+/// callbacks that finish while it waits, nested) — but not from a callback on a reactor
+/// thread (`-EDEADLK`). With reactors it waits without holding the store, so other
+/// threads may use it meanwhile.
 #[no_mangle]
 pub extern "C" fn keel_submit_sync(store: *mut keel_store, txn: *mut keel_txn) -> c_int {
     ffi_int(|| {
-        let id = {
+        let slot = {
             let (mut s, mut t) = acquire_pair(store, txn)?;
-            s.get().queue(t.get(), Waiter::Sync)?
+            let st = s.get();
+            if matches!(st.backend, Backend::Polled(_)) {
+                let id = st.queue(t.get(), Waiter::Sync)?;
+                drop((s, t));
+                return wait_for(store, id);
+            }
+            if on_reactor() {
+                return Err(-EDEADLK);
+            }
+            let slot = Arc::new(SyncSlot {
+                done: AtomicBool::new(false),
+                status: AtomicI32::new(0),
+            });
+            let filled = Arc::clone(&slot);
+            st.submit_reactors(t.get(), |inflight| {
+                Notify::callback(move |r| {
+                    inflight.fetch_sub(1, Ordering::AcqRel);
+                    filled.status.store(status(r), Ordering::Relaxed);
+                    filled.done.store(true, Ordering::Release);
+                })
+            })?;
+            slot
         };
-        wait_for(store, id)
+        // A submitted transaction always completes (with -ESHUTDOWN if the store closes).
+        let mut spins = 0u32;
+        while !slot.done.load(Ordering::Acquire) {
+            spins = spins.saturating_add(1);
+            if spins < 64 {
+                std::hint::spin_loop();
+            } else {
+                std::thread::sleep(std::time::Duration::from_micros(20));
+            }
+        }
+        Ok(slot.status.load(Ordering::Relaxed))
     })
 }
 
@@ -355,11 +539,15 @@ fn wait_for(store: *mut keel_store, id: TxnId) -> std::result::Result<c_int, c_i
 /// transactions that finished, on this thread, before it returns. Never blocks. Call it
 /// in a loop (or from an event loop) while transactions are in flight.
 ///
+/// With reactors (a core list) the reactor threads do all of this themselves: it returns 0
+/// and does nothing.
+///
 /// Returns: the number of transactions whose callbacks ran (0 or more); `-EINVAL` (NULL
 /// `store`), `-EBADF` (not a live store), `-EBUSY` (another call is using it), `-EIO`.
 ///
-/// Threading: the store runs one shard, in the thread that polls it: call it from one
-/// thread at a time (a concurrent call gets `-EBUSY`); may be called from a callback.
+/// Threading: without reactors the store runs one shard, in the thread that polls it:
+/// call it from one thread at a time (a concurrent call gets `-EBUSY`); may be called from
+/// a callback.
 #[no_mangle]
 pub extern "C" fn keel_poll(store: *mut keel_store) -> c_int {
     ffi_int(|| {
@@ -413,11 +601,7 @@ pub unsafe extern "C" fn keel_read(
         if offset > KEEL_MAX_OBJECT_BYTES {
             return Err(-EFBIG);
         }
-        let data = lease
-            .get()
-            .store
-            .read(coll, name, offset, len)
-            .map_err(errno)?;
+        let data = lease.get().read(coll, name, offset, len).map_err(errno)?;
         buf[..data.len()].copy_from_slice(&data);
         // SAFETY: the caller's contract for read_out (checked non-NULL above).
         unsafe { args::put(read_out, data.len()) }?;
@@ -452,7 +636,7 @@ pub unsafe extern "C" fn keel_stat(
         if out.is_null() {
             return Err(-EINVAL);
         }
-        let s = lease.get().store.stat(coll, name).map_err(errno)?;
+        let s = lease.get().stat(coll, name).map_err(errno)?;
         let st = keel_stat {
             size: s.size,
             allocated_bytes: s.allocated_bytes,
@@ -503,12 +687,7 @@ unsafe fn lookup(
         if value_len.is_null() {
             return Err(-EINVAL);
         }
-        let st = &lease.get().store;
-        let v = match map {
-            Map::Attrs => st.getattr(coll, name, key),
-            Map::Omap => st.omap_get(coll, name, key),
-        }
-        .map_err(errno)?;
+        let v = lease.get().lookup(map, coll, name, key).map_err(errno)?;
         // SAFETY: the caller's contract for value_len (checked non-NULL above).
         unsafe { args::put(value_len, v.len()) }?;
         if v.len() > buf.len() {
@@ -624,7 +803,7 @@ pub unsafe extern "C" fn keel_store_stats(
         if out.is_null() || !(STATS_SIZE_V1..=KEEL_STRUCT_MAX_BYTES).contains(&out_size) {
             return Err(-EINVAL);
         }
-        let s = lease.get().store.stats();
+        let s = lease.get().counters().map_err(errno)?;
         let dev = s.device();
         let stats = keel_stats {
             txns_committed: s.shards.txns_committed,
@@ -660,4 +839,5 @@ const _: () = assert!(STATS_SIZE_V1 == 88);
 const _: () = {
     const fn send<T: Send>() {}
     send::<Store<AnyDevice>>();
+    send::<crate::reactor::Engine<AnyDevice>>();
 };

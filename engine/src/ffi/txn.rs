@@ -49,6 +49,12 @@ impl keel_txn {
         std::mem::take(&mut self.txn)
     }
 
+    /// Puts back content that `take` took (a submission that was refused).
+    pub(crate) fn put(&mut self, t: Transaction) {
+        self.data_bytes = t.data_bytes();
+        self.txn = t;
+    }
+
     /// The content.
     pub(crate) fn get(&self) -> &Transaction {
         &self.txn

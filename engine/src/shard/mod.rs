@@ -344,17 +344,70 @@ impl<Q: QueuePair> Shard<Q> {
     /// checkpoint. Returns true if anything happened (Busy), false when idle.
     pub fn poll(&mut self) -> bool {
         let mut busy = false;
-        busy |= self.reap();
-        busy |= self.start_queued();
-        busy |= self.issue_writes();
-        busy |= self.batch_step();
-        busy |= self.ckpt_step();
+        busy |= self.poll_qpairs();
+        busy |= self.poll_txns();
+        busy |= self.poll_journal();
+        busy |= self.poll_checkpoint();
+        self.poll_end();
+        busy
+    }
+
+    // The steps of `poll`, one per reactor poller (crate::reactor); run in this order,
+    // they are `poll`.
+
+    /// Reaps the completions of both queue pairs.
+    pub(crate) fn poll_qpairs(&mut self) -> bool {
+        self.reap()
+    }
+
+    /// Starts queued transactions and issues data and home writes.
+    pub(crate) fn poll_txns(&mut self) -> bool {
+        let started = self.start_queued();
+        started | self.issue_writes()
+    }
+
+    /// The journal batcher (group commit).
+    pub(crate) fn poll_journal(&mut self) -> bool {
+        self.batch_step()
+    }
+
+    /// Checkpoints.
+    pub(crate) fn poll_checkpoint(&mut self) -> bool {
+        self.ckpt_step()
+    }
+
+    /// Ends a turn: gated frees, and pushes what the turn queued to the device.
+    pub(crate) fn poll_end(&mut self) {
         self.alloc
             .advance(self.journal.durable_seq, self.io.oldest_inflight());
         if let Err(e) = self.data_qp.kick().and_then(|_| self.journal_qp.kick()) {
             self.fail(format!("submitting to the device: {e}"));
         }
-        busy
+    }
+
+    /// Why the shard stopped, if it did.
+    pub fn failure(&self) -> Option<&str> {
+        self.failed.as_deref()
+    }
+
+    /// The shard's index in the store.
+    pub fn index(&self) -> u32 {
+        self.id
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> ShardStats {
+        self.stats
+    }
+
+    /// Counters of the data and journal queue pairs.
+    pub fn io_stats(&self) -> (keel_drivers::IoStats, keel_drivers::IoStats) {
+        (self.data_qp.stats(), self.journal_qp.stats())
+    }
+
+    /// The most transactions queued or in flight (`ShardConfig::max_txns`).
+    pub fn max_txns(&self) -> usize {
+        self.cfg.max_txns as usize
     }
 
     fn reap(&mut self) -> bool {

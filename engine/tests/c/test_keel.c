@@ -12,6 +12,7 @@
 #define _POSIX_C_SOURCE 200809L
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -867,6 +868,63 @@ static void test_reopen_psync_metadata_only(void) {
 
 static void test_reopen_uring(void) { reopen_keeps_data(KEEL_DEV_URING, KEEL_MODE_FULL); }
 
+/* Counts results on the reactor threads. */
+struct reactor_log {
+    atomic_int ok;
+    atomic_int failed;
+};
+
+static void record_on_reactor(void *arg, int status) {
+    struct reactor_log *l = arg;
+    if (status == 0) {
+        atomic_fetch_add(&l->ok, 1);
+    } else {
+        atomic_fetch_add(&l->failed, 1);
+    }
+}
+
+/* A core list runs reactor threads: callbacks run there, keel_poll has nothing to do,
+ * close runs every callback before it returns. */
+static void test_reactors(void) {
+    uint32_t core0[1] = {0};
+    struct keel_opts o;
+    sim_opts(&o);
+    o.mode = KEEL_MODE_METADATA_ONLY;
+    o.cores = core0;
+    o.ncores = 1;
+    o.reactor_sleep_us_max = 200; /* valgrind runs one thread at a time: do not spin */
+    struct keel_store *s = NULL;
+    REQUIRE(keel_store_open(&o, &s) == 0);
+    struct keel_txn *t = keel_txn_new();
+    REQUIRE(t != NULL);
+    EXPECT_RC(keel_txn_mkcoll(t, 7), 0);
+    EXPECT_RC(keel_submit_sync(s, t), 0);
+    struct reactor_log log;
+    atomic_init(&log.ok, 0);
+    atomic_init(&log.failed, 0);
+    for (int i = 0; i < 50; i++) {
+        char name[8];
+        int n = snprintf(name, sizeof name, "r%d", i);
+        EXPECT_RC(keel_txn_write(t, 7, name, (size_t)n, 0, name, (size_t)n), 0);
+        EXPECT_RC(keel_submit(s, t, record_on_reactor, &log), 0);
+    }
+    EXPECT_RC(keel_txn_mkcoll(t, 7), 0); /* exists: fails through its callback */
+    EXPECT_RC(keel_submit(s, t, record_on_reactor, &log), 0);
+    EXPECT(keel_poll(s) == 0);
+    EXPECT_RC(keel_txn_write(t, 7, S("sync"), 0, S("after")), 0);
+    EXPECT_RC(keel_submit_sync(s, t), 0);
+    char buf[8];
+    size_t n = 0;
+    EXPECT_RC(keel_read(s, 7, S("sync"), 0, buf, sizeof buf, &n), 0);
+    EXPECT(n == 5 && memcmp(buf, "after", 5) == 0);
+    struct keel_stat st;
+    EXPECT_RC(keel_stat(s, 7, S("sync"), &st), 0);
+    EXPECT(st.size == 5);
+    keel_txn_free(t);
+    EXPECT_RC(keel_store_close(s), 0);
+    EXPECT(atomic_load(&log.ok) == 50 && atomic_load(&log.failed) == 1);
+}
+
 int main(void) {
     RUN(test_opts_init);
     RUN(test_open_null_and_sizes);
@@ -887,6 +945,7 @@ int main(void) {
     RUN(test_reopen_psync_full);
     RUN(test_reopen_psync_metadata_only);
     RUN(test_reopen_uring);
+    RUN(test_reactors);
     printf("%d passed, %d failed\n", passed, failed);
     return failed == 0 ? 0 : 1;
 }
