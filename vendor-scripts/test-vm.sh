@@ -408,7 +408,7 @@ for step in expected:
             if t not in seen:
                 res("FAIL", t, "no result: the test binary did not report")
         for m in missing.split():
-            res("SKIP" if pre_driver == "1" else "FAIL", "test:" + m.replace("keel-", ""),
+            res("SKIP" if pre_driver == "1" else "FAIL", "test:" + m.replace("keel-", "").replace("/", "-"),
                 f"no test binary {m} (tests/nvme.rs not in the tree yet)")
     elif step == "crash":
         for mode in ("full", "metadata-only"):

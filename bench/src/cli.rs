@@ -28,6 +28,11 @@ impl Cli {
             Command::Engine(args) => args.check(),
             Command::Crash(_) => Ok(()),
             Command::Fsck(args) => args.check(),
+            Command::Crashlog(args) => match &args.command {
+                crate::crashlog::CrashlogCommand::Run(run) => run.device.check(),
+                crate::crashlog::CrashlogCommand::Check(_) => Ok(()),
+            },
+            Command::Logwrites(_) => Ok(()),
         }
     }
 }
@@ -46,6 +51,11 @@ pub enum Command {
     Crash(CrashArgs),
     /// Open (and so recover) the store on a file or block device and check its metadata.
     Fsck(FsckArgs),
+    /// Crash tests with a real controller: run a workload that records its
+    /// acknowledgements on the device, then check crash images rebuilt from a write log.
+    Crashlog(crate::crashlog::CrashlogArgs),
+    /// Read a dm-log-writes log (QEMU blklogwrites): dump it, or replay it onto an image.
+    Logwrites(crate::logwrites::LogwritesArgs),
 }
 
 impl Command {
@@ -56,6 +66,8 @@ impl Command {
             Command::Engine(_) => "engine",
             Command::Crash(_) => "crash",
             Command::Fsck(_) => "fsck",
+            Command::Crashlog(_) => "crashlog",
+            Command::Logwrites(_) => "logwrites",
         }
     }
 }
