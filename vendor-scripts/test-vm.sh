@@ -236,7 +236,7 @@ for line in sys.stdin:
     crate = frag.split("@")[0] if "@" in frag else url.rstrip("/").rsplit("/", 1)[-1]
     if m["profile"]["test"] and crate != "keel-bench":
         print(crate, m["target"]["name"], m["executable"])
-    elif m["target"]["kind"] == ["bin"] and m["target"]["name"] == "keel-bench":
+    elif not m["profile"]["test"] and m["target"]["name"] == "keel-bench":
         print("bin", "keel-bench", m["executable"])
 ' >"$RUN/all-tests.txt" || {
     cat "$RUN/cargo-test.err" >&2
@@ -347,7 +347,7 @@ guest_spec() {
       DEVICES+=(-blockdev "driver=file,node-name=base-$mode,filename=$d/$mode.img"
         -blockdev "driver=file,node-name=wlog-$mode,filename=$d/$mode.log"
         -blockdev "driver=blklogwrites,node-name=nvm-$mode,file=base-$mode,log=wlog-$mode"
-        -device "nvme,serial=keelcrash-$mode,drive=nvm-$mode,addr=$slot.0")
+        -device "nvme,serial=kc-$mode,drive=nvm-$mode,addr=$slot.0")
       slot=$((slot + 1))
     done
   else
