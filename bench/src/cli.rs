@@ -30,6 +30,11 @@ impl Cli {
             Command::Fsck(args) => args.check(),
             Command::Suite(args) => args.check(),
             Command::Compare(args) => args.check(),
+            Command::Crashlog(args) => match &args.command {
+                crate::crashlog::CrashlogCommand::Run(run) => run.device.check(),
+                crate::crashlog::CrashlogCommand::Check(_) => Ok(()),
+            },
+            Command::Logwrites(_) => Ok(()),
         }
     }
 }
@@ -66,6 +71,11 @@ pub enum Command {
     /// Keel raw, Keel engine (both modes) and fio, on psync and io_uring, on one file or
     /// device, alternating, in one run: IOPS and latency as ratios to fio.
     Compare(CompareArgs),
+    /// Crash tests with a real controller: run a workload that records its
+    /// acknowledgements on the device, then check crash images rebuilt from a write log.
+    Crashlog(crate::crashlog::CrashlogArgs),
+    /// Read a dm-log-writes log (QEMU blklogwrites): dump it, or replay it onto an image.
+    Logwrites(crate::logwrites::LogwritesArgs),
 }
 
 impl Command {
@@ -78,6 +88,8 @@ impl Command {
             Command::Fsck(_) => "fsck",
             Command::Suite(_) => "suite",
             Command::Compare(_) => "compare",
+            Command::Crashlog(_) => "crashlog",
+            Command::Logwrites(_) => "logwrites",
         }
     }
 }

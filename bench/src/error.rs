@@ -95,6 +95,12 @@ pub enum BenchError {
     /// The crash explorer found recovered states the journal mode does not allow.
     #[error("{0} violation(s) of the journal mode's guarantees")]
     Violations(u64),
+    /// A write log could not be read or replayed.
+    #[error(transparent)]
+    LogWrites(#[from] crate::logwrites::LogError),
+    /// A crash test with a write log could not run, or found a problem.
+    #[error("{0}")]
+    CrashLog(String),
     /// The report could not be encoded.
     #[error("encode the report as JSON")]
     Json(#[from] serde_json::Error),

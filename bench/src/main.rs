@@ -16,6 +16,10 @@
 //!   table, JSON and an SVG plot ([`plot`]) in an output folder.
 //! - `compare`: Keel raw, Keel engine (both modes) and fio ([`fio`]) on one file,
 //!   alternating over rounds: medians and ratios to fio.
+//! - `crashlog run|check`: crash tests on a real controller: a seeded workload that records
+//!   its acknowledgements on the device, and the check of crash images rebuilt from a
+//!   dm-log-writes log (QEMU's blklogwrites) against the journal mode's guarantees.
+//! - `logwrites dump|replay`: the dm-log-writes log on its own.
 //!
 //! The pieces: [`cli`] parses the command line; [`device`] opens the driver it names and
 //! hands the concrete device to a generic job, so each driver gets its own compiled hot
@@ -30,11 +34,13 @@ mod cli;
 mod compare;
 mod cpu;
 mod crash;
+mod crashlog;
 mod device;
 mod engine;
 mod error;
 mod fio;
 mod fsck;
+mod logwrites;
 mod plot;
 mod raw;
 mod report;
@@ -127,6 +133,33 @@ fn run(command: Command) -> Result<(), BenchError> {
             } else {
                 print!("{}", compare::table(&report));
             }
+            Ok(())
+        }
+        Command::Crashlog(args) => match &args.command {
+            crashlog::CrashlogCommand::Run(run) => {
+                let s = crashlog::run(run)?;
+                if run.json {
+                    println!("{}", serde_json::to_string(&s)?);
+                } else {
+                    println!(
+                        "crashlog run: {} transactions ({} ok, {} failed as predicted), {} ack records, {:.1} s",
+                        s.txns, s.acked_ok, s.acked_failed, s.records, s.seconds
+                    );
+                }
+                Ok(())
+            }
+            crashlog::CrashlogCommand::Check(check) => {
+                let s = crashlog::check(check)?;
+                if check.json {
+                    println!("{}", serde_json::to_string(&s)?);
+                } else {
+                    print!("{}", s.table());
+                }
+                s.verdict()
+            }
+        },
+        Command::Logwrites(args) => {
+            print!("{}", logwrites::run(&args)?);
             Ok(())
         }
     }
