@@ -986,6 +986,7 @@ mod tests {
                 sim_write_cache: None,
                 sim_parallelism: 0,
                 sqpoll: false,
+                pci: None,
             },
             workload: WorkloadArgs {
                 mode,
