@@ -141,7 +141,10 @@ impl DriverError {
             Self::Unsupported { .. } => libc::EOPNOTSUPP,
             Self::Device { .. } => libc::EIO,
             Self::Io { source, .. } | Self::Open { source, .. } => {
-                source.raw_os_error().unwrap_or(libc::EIO)
+                match crate::nvme::NvmeError::of(self) {
+                    Some(nvme) => nvme.errno(),
+                    None => source.raw_os_error().unwrap_or(libc::EIO),
+                }
             }
             Self::PoweredOff { .. } => libc::ENODEV,
         })

@@ -110,8 +110,10 @@
 #define KEEL_DEV_URING 2
 
 /**
- * Device kind: a userspace NVMe controller. Not built yet: `keel_store_open` returns
- * `-ENOTSUP`.
+ * Device kind: an NVMe controller driven from userspace (no kernel driver bound, or
+ * bound to vfio-pci; root and hugepages needed, see docs/test-vm.md and
+ * vendor-scripts/setup.sh), named by its PCI address in `path` (`"0000:00:04.0"`), or
+ * `"auto"` for the first unbound NVMe controller. Namespace 1.
  */
 #define KEEL_DEV_NVME 3
 
@@ -180,8 +182,10 @@ struct keel_opts {
      */
     uint32_t mode;
     /**
-     * Path of the file or block device (psync, uring); NUL-terminated, not necessarily
-     * UTF-8. Ignored for the simulated device. Read during `keel_store_open` only.
+     * Path of the file or block device (psync, uring), or the PCI address of the NVMe
+     * controller (`KEEL_DEV_NVME`: `"0000:00:04.0"` or `"auto"`); NUL-terminated, not
+     * necessarily UTF-8. Ignored for the simulated device. Read during `keel_store_open`
+     * only.
      */
     const char *path;
     /**
@@ -359,11 +363,13 @@ void keel_opts_init(struct keel_opts *opts, size_t opts_size);
  *
  * Returns: 0; `-EINVAL` (NULL `opts` or `out`; `opts_size` below `KEEL_OPTS_SIZE_V1` or
  * above `KEEL_STRUCT_MAX_BYTES`, or nonzero bytes past this library's struct; unknown
- * `dev_kind` or `mode`; NULL or empty `path` for psync/uring; for the simulated device:
+ * `dev_kind` or `mode`; NULL or empty `path` for psync/uring/nvme, nonzero `size_bytes`
+ * for nvme; for the simulated device:
  * `create` not set, `size_bytes` 0 or above `KEEL_SIM_MAX_BYTES`; a bad core list;
  * `journal_bytes` above `KEEL_JOURNAL_MAX_BYTES`; a device too small to format);
- * `-ENOTSUP` (`KEEL_DEV_NVME`); from the system while opening the device: `-ENOENT`,
- * `-EACCES`, ...; `-EUCLEAN` (not a Keel store, or corrupt); `-EIO` (device or internal
+ * from the system while opening the device: `-ENOENT` (no such file, or no NVMe
+ * controller at that address), `-EACCES`, `-EBUSY` (an NVMe controller bound to a kernel
+ * driver), ...; `-EUCLEAN` (not a Keel store, or corrupt); `-EIO` (device or internal
  * error). On error `*out` is not written, and a file that `create` made or grew is
  * removed or shrunk back.
  *

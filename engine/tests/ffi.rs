@@ -14,7 +14,7 @@ use keel_engine::ffi::errors::ffi_int;
 use keel_engine::ffi::handles::{is_live, Lease};
 use keel_engine::ffi::opts::{KEEL_JOURNAL_MAX_BYTES, OPTS_SIZE_V1};
 use keel_engine::ffi::*;
-use libc::{E2BIG, EBADF, EBUSY, EEXIST, EINVAL, EIO, ENAMETOOLONG, ENOTSUP};
+use libc::{E2BIG, EBADF, EBUSY, EEXIST, EINVAL, EIO, ENAMETOOLONG, ENOENT};
 
 const SIM_BYTES: u64 = 64 << 20;
 
@@ -171,10 +171,34 @@ fn open_refuses_nulls_sizes_and_unknown_values() {
         assert_eq!(open(&o), (-EINVAL, null_mut()), "opts_size {size}");
     }
     type Case = (&'static str, fn(&mut keel_opts), c_int);
-    let cases: [Case; 7] = [
+    let cases: [Case; 9] = [
         ("kind", |o| o.dev_kind = 99, -EINVAL),
         ("mode", |o| o.mode = 2, -EINVAL),
-        ("nvme", |o| o.dev_kind = KEEL_DEV_NVME, -ENOTSUP),
+        (
+            "nvme without an address",
+            |o| {
+                o.dev_kind = KEEL_DEV_NVME;
+                o.size_bytes = 0;
+            },
+            -EINVAL,
+        ),
+        (
+            "nvme with a size",
+            |o| {
+                o.dev_kind = KEEL_DEV_NVME;
+                o.path = c"auto".as_ptr();
+            },
+            -EINVAL,
+        ),
+        (
+            "nvme at an address with no controller",
+            |o| {
+                o.dev_kind = KEEL_DEV_NVME;
+                o.size_bytes = 0;
+                o.path = c"0000:ff:1f.7".as_ptr();
+            },
+            -ENOENT,
+        ),
         ("sim without create", |o| o.create = false, -EINVAL),
         (
             "sim too big",

@@ -126,6 +126,21 @@ impl NvmeError {
         }
     }
 
+    /// The errno that names this failure best (positive), for the C ABI.
+    pub fn errno(&self) -> i32 {
+        match self {
+            NvmeError::NotFound(_) => libc::ENOENT,
+            NvmeError::KernelDriver { .. } | NvmeError::QueueLimit { .. } => libc::EBUSY,
+            NvmeError::Sys { source, .. } => source.raw_os_error().unwrap_or(libc::EIO),
+            NvmeError::Unsupported(_) => libc::EOPNOTSUPP,
+            NvmeError::Timeout { .. }
+            | NvmeError::AdminTimeout { .. }
+            | NvmeError::ReadyTimeout { .. } => libc::ETIMEDOUT,
+            NvmeError::Untranslated { .. } => libc::EFAULT,
+            _ => libc::EIO,
+        }
+    }
+
     fn kind(&self) -> io::ErrorKind {
         match self {
             NvmeError::NotFound(_) => io::ErrorKind::NotFound,

@@ -34,7 +34,7 @@ const MESSAGES: &[(c_int, &CStr)] = &[
     (EAGAIN, c"too many transactions in flight: poll, then retry"),
     (EROFS, c"store stopped after a device error and accepts no more writes"),
     (EUCLEAN, c"not a Keel store, or its metadata is corrupt"),
-    (ENOTSUP, c"not supported (the NVMe device is not built yet, or the device lacks it)"),
+    (ENOTSUP, c"not supported by the device"),
     (ENODEV, c"device is powered off"),
     (ENOMEM, c"out of memory"),
     (ESHUTDOWN, c"store was closed before the transaction finished"),

@@ -8,7 +8,7 @@
 //! (`KEEL_OPTS_SIZE_V1`); every later field is optional with 0 as its default.
 //!
 //! ```text
-//!  keel_opts ──parse──► Opts { dev, mode, create, size, cores, ... }   (-EINVAL, -ENOTSUP)
+//!  keel_opts ──parse──► Opts { dev, mode, create, size, cores, ... }   (-EINVAL)
 //!            ──open───► AnyDevice ──[create: Store::mkfs]──► Store::open ──► Store<AnyDevice>
 //! ```
 
@@ -18,10 +18,11 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 
 use keel_drivers::any::AnyDevice;
+use keel_drivers::nvme::{NvmeConfig, NvmeDevice};
 use keel_drivers::psync::{PsyncConfig, PsyncDevice};
 use keel_drivers::sim::{SimConfig, SimDevice};
 use keel_drivers::uring::{UringConfig, UringDevice};
-use libc::{EINVAL, ENOTSUP};
+use libc::EINVAL;
 
 use super::errors::errno;
 use crate::reactor::{Cores, Engine, Idle, ReactorConfig};
@@ -45,8 +46,10 @@ pub const KEEL_DEV_SIM: u32 = 0;
 pub const KEEL_DEV_PSYNC: u32 = 1;
 /// Device kind: a file or block device at `path`, through io_uring on `O_DIRECT`.
 pub const KEEL_DEV_URING: u32 = 2;
-/// Device kind: a userspace NVMe controller. Not built yet: `keel_store_open` returns
-/// `-ENOTSUP`.
+/// Device kind: an NVMe controller driven from userspace (no kernel driver bound, or
+/// bound to vfio-pci; root and hugepages needed, see docs/test-vm.md and
+/// vendor-scripts/setup.sh), named by its PCI address in `path` (`"0000:00:04.0"`), or
+/// `"auto"` for the first unbound NVMe controller. Namespace 1.
 pub const KEEL_DEV_NVME: u32 = 3;
 
 /// Journal mode: data and metadata go through the journal, then data to its place; every
@@ -90,8 +93,10 @@ pub struct keel_opts {
     /// existing store it must still be a valid mode, and the store keeps the mode it was
     /// created with.
     pub mode: u32,
-    /// Path of the file or block device (psync, uring); NUL-terminated, not necessarily
-    /// UTF-8. Ignored for the simulated device. Read during `keel_store_open` only.
+    /// Path of the file or block device (psync, uring), or the PCI address of the NVMe
+    /// controller (`KEEL_DEV_NVME`: `"0000:00:04.0"` or `"auto"`); NUL-terminated, not
+    /// necessarily UTF-8. Ignored for the simulated device. Read during `keel_store_open`
+    /// only.
     pub path: *const c_char,
     /// Simulated device: its size (required, at most `KEEL_SIM_MAX_BYTES`). File with
     /// `create`: create it if missing and extend it to this size (never shrunk); 0 uses the
@@ -206,6 +211,8 @@ pub enum Dev {
     Psync(PathBuf),
     /// io_uring on a path.
     Uring(PathBuf),
+    /// A userspace NVMe controller, by PCI address or "auto".
+    Nvme(String),
 }
 
 /// Options, checked.
@@ -230,8 +237,7 @@ pub struct Opts {
 }
 
 impl Opts {
-    /// Reads and checks `*p`. Errors: `-EINVAL` for any bad field (see `struct keel_opts`),
-    /// `-ENOTSUP` for `KEEL_DEV_NVME`.
+    /// Reads and checks `*p`. Errors: `-EINVAL` for any bad field (see `struct keel_opts`).
     ///
     /// # Safety
     ///
@@ -319,7 +325,14 @@ impl Opts {
             }
             KEEL_DEV_PSYNC => Dev::Psync(path()?),
             KEEL_DEV_URING => Dev::Uring(path()?),
-            KEEL_DEV_NVME => return Err(-ENOTSUP),
+            KEEL_DEV_NVME => {
+                let pci = path()?;
+                let pci = pci.to_str().ok_or(-EINVAL)?;
+                if raw.size_bytes != 0 {
+                    return Err(-EINVAL);
+                }
+                Dev::Nvme(pci.to_owned())
+            }
             _ => return Err(-EINVAL),
         };
         Ok(Opts {
@@ -416,6 +429,9 @@ impl Opts {
                 let mut cfg = UringConfig::new(path);
                 cfg.create_bytes = create_bytes;
                 AnyDevice::Uring(UringDevice::open(&cfg).map_err(driver)?)
+            }
+            Dev::Nvme(pci) => {
+                AnyDevice::Nvme(NvmeDevice::open(&NvmeConfig::new(pci.as_str())).map_err(driver)?)
             }
         })
     }

@@ -298,11 +298,13 @@ fn deliver(ready: Vec<Ready>) {
 ///
 /// Returns: 0; `-EINVAL` (NULL `opts` or `out`; `opts_size` below `KEEL_OPTS_SIZE_V1` or
 /// above `KEEL_STRUCT_MAX_BYTES`, or nonzero bytes past this library's struct; unknown
-/// `dev_kind` or `mode`; NULL or empty `path` for psync/uring; for the simulated device:
+/// `dev_kind` or `mode`; NULL or empty `path` for psync/uring/nvme, nonzero `size_bytes`
+/// for nvme; for the simulated device:
 /// `create` not set, `size_bytes` 0 or above `KEEL_SIM_MAX_BYTES`; a bad core list;
 /// `journal_bytes` above `KEEL_JOURNAL_MAX_BYTES`; a device too small to format);
-/// `-ENOTSUP` (`KEEL_DEV_NVME`); from the system while opening the device: `-ENOENT`,
-/// `-EACCES`, ...; `-EUCLEAN` (not a Keel store, or corrupt); `-EIO` (device or internal
+/// from the system while opening the device: `-ENOENT` (no such file, or no NVMe
+/// controller at that address), `-EACCES`, `-EBUSY` (an NVMe controller bound to a kernel
+/// driver), ...; `-EUCLEAN` (not a Keel store, or corrupt); `-EIO` (device or internal
 /// error). On error `*out` is not written, and a file that `create` made or grew is
 /// removed or shrunk back.
 ///

@@ -183,8 +183,11 @@ static void test_open_bad_fields(void) {
     o.mode = 7;
     EXPECT_RC(keel_store_open(&o, &s), -EINVAL);
     sim_opts(&o);
-    o.dev_kind = KEEL_DEV_NVME;
-    EXPECT_RC(keel_store_open(&o, &s), -ENOTSUP);
+    o.dev_kind = KEEL_DEV_NVME; /* no PCI address in path */
+    o.size_bytes = 0;
+    EXPECT_RC(keel_store_open(&o, &s), -EINVAL);
+    o.path = "0000:ff:1f.7"; /* no controller there */
+    EXPECT_RC(keel_store_open(&o, &s), -ENOENT);
 
     sim_opts(&o);
     o.create = false; /* a simulated device is always new */
