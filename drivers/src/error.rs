@@ -74,7 +74,7 @@ pub enum DriverError {
         driver: &'static str,
     },
     /// The device completed the command with an error status.
-    #[error("{op} at lba {lba}: device status {status}")]
+    #[error("{op} at lba {lba}: device status {status}{}", cmd.map(|c| c.to_string()).unwrap_or_default())]
     Device {
         /// The operation.
         op: Op,
@@ -82,6 +82,8 @@ pub enum DriverError {
         lba: u64,
         /// The status the device returned.
         status: NvmeStatus,
+        /// Which NVMe command it was (None where there is no NVMe queue: sim, injected).
+        cmd: Option<CmdSlot>,
     },
     /// The kernel returned an error for the command.
     #[error("{op} at lba {lba}")]
@@ -151,6 +153,28 @@ impl DriverError {
     }
 }
 
+/// Where an NVMe command ran: its opcode, submission queue and command id (STYLE §6: an
+/// NVMe failure names all three).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CmdSlot {
+    /// The NVMe opcode.
+    pub opcode: u8,
+    /// Submission queue id.
+    pub qid: u16,
+    /// Command id.
+    pub cid: u16,
+}
+
+impl fmt::Display for CmdSlot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            " (opcode {:#04x}, queue {}, command {})",
+            self.opcode, self.qid, self.cid
+        )
+    }
+}
+
 /// A command the queue pair refused at submission, handed back whole with its buffer.
 pub struct Rejected {
     /// Why it was refused.
@@ -177,5 +201,35 @@ impl fmt::Display for Rejected {
 impl std::error::Error for Rejected {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         Some(&self.error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_device_error_names_the_nvme_command_when_there_is_one() {
+        let mut e = DriverError::Device {
+            op: Op::Write,
+            lba: 8,
+            status: NvmeStatus::WRITE_FAULT,
+            cmd: Some(CmdSlot {
+                opcode: 0x01,
+                qid: 3,
+                cid: 17,
+            }),
+        };
+        let text = e.to_string();
+        assert!(text.starts_with("write at lba 8: device status "), "{text}");
+        assert!(
+            text.ends_with("(opcode 0x01, queue 3, command 17)"),
+            "{text}"
+        );
+        assert_eq!(e.errno(), -libc::EIO);
+        if let DriverError::Device { cmd, .. } = &mut e {
+            *cmd = None;
+        }
+        assert!(!e.to_string().contains("queue"), "{e}");
     }
 }

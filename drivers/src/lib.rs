@@ -44,7 +44,7 @@ pub mod uring;
 
 pub use command::{Command, Completion, Op};
 pub use dma::{DmaBuf, DmaPool, DmaRegion, DmaSource, PoolConfig};
-pub use error::{DriverError, Rejected};
+pub use error::{CmdSlot, DriverError, Rejected};
 pub use geometry::Geometry;
 pub use qpair::{validate, BlockDevice, IoStats, QpairOptions, QueuePair};
 pub use status::NvmeStatus;

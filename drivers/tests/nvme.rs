@@ -437,6 +437,7 @@ fn an_injected_error_is_typed_and_changes_nothing() {
             op: Op::Write,
             lba: 77,
             status,
+            ..
         }) => {
             assert_eq!(status, NvmeStatus::WRITE_FAULT)
         }

@@ -281,6 +281,7 @@ fn injected_errors_are_typed_and_change_nothing() {
             op: Op::Write,
             lba: 3,
             status,
+            ..
         }) => {
             assert_eq!(status, NvmeStatus::WRITE_FAULT)
         }

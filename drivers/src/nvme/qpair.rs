@@ -27,7 +27,7 @@ use super::prp::{self, PAGE_BYTES};
 use super::queue::{Cids, Queue};
 use crate::command::{Command, Completion, Op};
 use crate::dma::DmaBuf;
-use crate::error::{DriverError, Rejected};
+use crate::error::{CmdSlot, DriverError, Rejected};
 use crate::geometry::Geometry;
 use crate::qpair::{validate, IoStats, QpairOptions, QueuePair};
 
@@ -97,7 +97,7 @@ pub struct NvmeQpair {
     /// is deleted.
     quarantine: Vec<Command>,
     /// Completions taken in one reap (preallocated: no allocation per poll).
-    reaped: Vec<(Sub, crate::status::NvmeStatus)>,
+    reaped: Vec<(Sub, u16, crate::status::NvmeStatus)>,
     stats: IoStats,
 }
 
@@ -377,10 +377,10 @@ impl NvmeQpair {
         let max = u32::from(self.cids.in_use());
         let cids = &mut self.cids;
         self.queue.reap(max, |c| match cids.release(c.cid) {
-            Some(sub) => done.push((sub, c.status())),
+            Some(sub) => done.push((sub, c.cid, c.status())),
             None => unknown = Some(c.cid),
         });
-        for (sub, status) in done.drain(..) {
+        for (sub, cid, status) in done.drain(..) {
             if self.failed.is_some() {
                 continue; // the slot was completed with the failure already
             }
@@ -388,7 +388,7 @@ impl NvmeQpair {
             slot.outstanding -= 1;
             if !status.is_success() && slot.error.is_none() {
                 log::warn!(
-                    "nvme {}: {} (opcode {:#04x}, qid {qid}) at lba {}: {status}",
+                    "nvme {}: {} (opcode {:#04x}, qid {qid}, cid {cid}) at lba {}: {status}",
                     self.ctrlr.pci,
                     slot.op,
                     sub.opcode,
@@ -398,6 +398,11 @@ impl NvmeQpair {
                     op: slot.op,
                     lba: sub.lba,
                     status,
+                    cmd: Some(CmdSlot {
+                        opcode: sub.opcode,
+                        qid,
+                        cid,
+                    }),
                 });
             }
             let whole = slot.issued >= slot.total || slot.error.is_some();
@@ -544,7 +549,12 @@ impl QueuePair for NvmeQpair {
             total,
             issued: 0,
             outstanding: 0,
-            error: injected.map(|status| DriverError::Device { op, lba, status }),
+            error: injected.map(|status| DriverError::Device {
+                op,
+                lba,
+                status,
+                cmd: None,
+            }),
         });
         if injected.is_some() {
             self.finish(s);

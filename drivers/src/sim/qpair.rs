@@ -106,7 +106,12 @@ impl QueuePair for SimQpair {
         st.stats.count(op, bytes, true);
         let failed = st.faults.check(op, lba, blocks).map(|status| {
             st.stats.errors += 1;
-            DriverError::Device { op, lba, status }
+            DriverError::Device {
+                op,
+                lba,
+                status,
+                cmd: None,
+            }
         });
         let write_through = !st.cfg.volatile_write_cache;
         let media = st.media.as_mut().expect("checked above");
