@@ -207,9 +207,18 @@ step_setup() {
   fi
   DRIVER_OVERRIDE=none run_quiet /tmp/setup.log bash $s config || fails="$fails config:none"
   [ "$(drv)" = none ] || fails="$fails none:driver=$(drv)"
+  # Unbound behind this guest's IOMMU, physical addresses would fault: the driver must
+  # refuse the sysfs path and say to bind vfio-pci, touching nothing.
+  if /keel/keel-bench raw --driver nvme --pci "$dev" --seconds 0.1 >/tmp/iommu.log 2>&1 ||
+    ! grep -q "behind an IOMMU" /tmp/iommu.log; then
+    fails="$fails unbound-behind-iommu-not-refused"
+  fi
+  # Then bind vfio-pci again, so the tests that follow run the VFIO path.
+  run_quiet /tmp/setup.log bash $s config || fails="$fails config:again"
+  [ "$(drv)" = vfio-pci ] || fails="$fails again:driver=$(drv)"
   if [ -z "$fails" ]; then
-    PCI=auto
-    result setup PASS "config (vfio-pci), status, reset (nvme), swap in use refused, DRIVER_OVERRIDE=none"
+    PCI=$dev
+    result setup PASS "config (vfio-pci), status, reset (nvme), swap in use refused, DRIVER_OVERRIDE=none refused behind the IOMMU, config again"
   else
     result setup FAIL "failed:$fails"
   fi

@@ -23,6 +23,17 @@ pub enum NvmeError {
         /// The driver's name.
         driver: String,
     },
+    /// The controller sits behind an IOMMU that translates its DMA: physical addresses from
+    /// pagemap would fault (or worse), so only the VFIO path can drive it.
+    #[error("NVMe controller {pci} is behind an IOMMU (group {group}, domain type {domain}): bind it to vfio-pci (vendor-scripts/setup.sh config)")]
+    BehindIommu {
+        /// PCI address.
+        pci: String,
+        /// IOMMU group number.
+        group: String,
+        /// The group's default domain type ("DMA", "DMA-FQ", ...).
+        domain: String,
+    },
     /// A sysfs or /dev file could not be used.
     #[error("{what}")]
     Sys {
@@ -131,6 +142,7 @@ impl NvmeError {
         match self {
             NvmeError::NotFound(_) => libc::ENOENT,
             NvmeError::KernelDriver { .. } | NvmeError::QueueLimit { .. } => libc::EBUSY,
+            NvmeError::BehindIommu { .. } => libc::EPERM,
             NvmeError::Sys { source, .. } => source.raw_os_error().unwrap_or(libc::EIO),
             NvmeError::Unsupported(_) => libc::EOPNOTSUPP,
             NvmeError::Timeout { .. }
@@ -204,8 +216,9 @@ mod tests {
         ));
         let text = format!("{}: {}", e, inner);
         assert!(text.contains("qid 3") && text.contains("cid 17"), "{text}");
-        assert_eq!(e.errno(), -libc::EIO);
+        assert_eq!(e.errno(), -libc::ETIMEDOUT);
         let open = NvmeError::QueueLimit { max: 2 }.open("nvme queue pair");
+        assert_eq!(open.errno(), -libc::EBUSY);
         assert!(matches!(
             NvmeError::of(&open),
             Some(NvmeError::QueueLimit { max: 2 })

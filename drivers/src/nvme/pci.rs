@@ -133,10 +133,34 @@ impl Drop for BarMap {
     }
 }
 
+/// Whether the device's DMA goes through a translating IOMMU domain: it has an IOMMU group
+/// whose default domain is not "identity" (passthrough). Returns (group, domain type).
+pub fn translating_iommu(dir: &Path) -> Option<(String, String)> {
+    translating_iommu_in(dir, Path::new("/sys/kernel/iommu_groups"))
+}
+
+fn translating_iommu_in(dir: &Path, groups: &Path) -> Option<(String, String)> {
+    let group = fs::read_link(dir.join("iommu_group")).ok()?;
+    let name = group.file_name()?.to_string_lossy().into_owned();
+    // Kernels without the `type` file predate default-domain types: assume translation.
+    let domain = fs::read_to_string(groups.join(&name).join("type"))
+        .map(|t| t.trim().to_owned())
+        .unwrap_or_else(|_| "unknown".into());
+    (domain != "identity").then_some((name, domain))
+}
+
 /// The sysfs path: a function with no driver, enabled and mastered by hand, BAR0 mapped
-/// through `resource0`. Needs root.
+/// through `resource0`. Needs root, and no translating IOMMU in front of the device
+/// (pagemap gives physical addresses, which such an IOMMU would not map).
 pub fn open_sysfs(addr: &str) -> Result<BarMap, NvmeError> {
     let dir = device_dir(addr);
+    if let Some((group, domain)) = translating_iommu(&dir) {
+        return Err(NvmeError::BehindIommu {
+            pci: addr.to_owned(),
+            group,
+            domain,
+        });
+    }
     let sys = |what: &str, e| NvmeError::sys(format!("{what} {}", dir.display()), e);
     fs::write(dir.join("enable"), "1").map_err(|e| sys("write 1 to enable of", e))?;
     let config = OpenOptions::new()
@@ -165,6 +189,34 @@ pub fn open_sysfs(addr: &str) -> Result<BarMap, NvmeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_translating_iommu_group_is_detected_and_passthrough_is_not() {
+        let tmp = std::env::temp_dir().join(format!("keel-iommu-{}", std::process::id()));
+        let dev = tmp.join("dev");
+        let groups = tmp.join("groups");
+        fs::create_dir_all(&dev).unwrap();
+        fs::create_dir_all(groups.join("7")).unwrap();
+        assert_eq!(
+            translating_iommu_in(&dev, &groups),
+            None,
+            "no group: no IOMMU"
+        );
+        std::os::unix::fs::symlink(groups.join("7"), dev.join("iommu_group")).unwrap();
+        assert_eq!(
+            translating_iommu_in(&dev, &groups),
+            Some(("7".into(), "unknown".into())),
+            "no type file: assume translation"
+        );
+        fs::write(groups.join("7/type"), "DMA-FQ\n").unwrap();
+        assert_eq!(
+            translating_iommu_in(&dev, &groups),
+            Some(("7".into(), "DMA-FQ".into()))
+        );
+        fs::write(groups.join("7/type"), "identity\n").unwrap();
+        assert_eq!(translating_iommu_in(&dev, &groups), None, "passthrough");
+        fs::remove_dir_all(&tmp).unwrap();
+    }
     use std::cell::RefCell;
 
     #[test]
