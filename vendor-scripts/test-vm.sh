@@ -351,7 +351,10 @@ guest_spec() {
       slot=$((slot + 1))
     done
   else
-    truncate -s 1G "$d/nvme.img"
+    # Written in full, not sparse: the userspace driver runs before the kernel path, and
+    # on a sparse image its writes would pay the host's block allocation that the kernel
+    # path's writes to the same blocks then would not (measured: 0.33x at randwrite QD1).
+    dd if=/dev/zero of="$d/nvme.img" bs=1M count=256 status=none
     DEVICES+=(-drive "file=$d/nvme.img,if=none,id=nvm,format=raw,cache=writeback"
       -device "nvme,serial=keel0$nvme_opts,drive=nvm")
   fi
