@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use clap::{Args, Subcommand};
 use keel_drivers::sim::{SimClock, SimConfig, SimDevice, SimImage};
 use keel_drivers::{BlockDevice, Command, DmaPool, Geometry, PoolConfig, QpairOptions, QueuePair};
-use keel_engine::crash::model::{Model, ModelObject};
+use keel_engine::crash::model::Model;
 use keel_engine::crash::oracle::{Actual, Oracle, Submitted};
 use keel_engine::crash::workload::{Workload, COLLS, SPARE_COLL};
 use keel_engine::superblock::Superblock;
@@ -739,23 +739,7 @@ fn verify(
     let mut read_err = None;
     let verdict = {
         let st = &mut store;
-        let mut actual = |k: &ObjKey| -> Actual {
-            match st.stat(k.coll, &k.name) {
-                Err(_) => Actual { obj: None },
-                Ok(stat) => {
-                    let data = st
-                        .read(k.coll, &k.name, 0, stat.size as usize)
-                        .unwrap_or_else(|e| {
-                            read_err.get_or_insert(format!("{k}: read after recovery: {e}"));
-                            Vec::new()
-                        });
-                    let (attrs, omap) = st.attrs_and_omap(k.coll, &k.name).unwrap_or_default();
-                    Actual {
-                        obj: Some(ModelObject { data, attrs, omap }),
-                    }
-                }
-            }
-        };
+        let mut actual = |k: &ObjKey| Actual::observe(st, k, &mut read_err);
         oracle.check(&keys, &colls, &mut actual, |c| colls_now.contains(&c))
     };
     p.problems.extend(read_err);

@@ -327,22 +327,13 @@ impl<'e, D: BlockDevice> ReactorPump<'e, D> {
         stop: Stop,
         record: bool,
     ) -> Result<(u64, Duration), BenchError> {
-        let start = Instant::now();
-        let deadline = match stop {
-            Stop::Seconds(s) => Some(start + Duration::from_secs_f64(s)),
-            Stop::Ops(_) => None,
-        };
-        let budget = match stop {
-            Stop::Ops(n) => n,
-            Stop::Seconds(_) => u64::MAX,
-        };
+        let mut clock = PhaseClock::new(stop);
+        let (start, budget) = (clock.start, clock.budget);
         let mut queued = 0u64;
         let mut exhausted = false;
         let mut now = start;
-        let mut last_progress = start;
-        let mut empty_polls = 0u32;
         loop {
-            let open = !exhausted && queued < budget && deadline.is_none_or(|d| now < d);
+            let open = !exhausted && clock.open(queued, now);
             if open {
                 while queued < budget {
                     let Some(tag) = self.free.pop() else { break };
@@ -383,17 +374,10 @@ impl<'e, D: BlockDevice> ReactorPump<'e, D> {
                 return Err(f);
             }
             if any {
-                last_progress = now;
-                empty_polls = 0;
+                clock.progress(now);
                 continue;
             }
-            empty_polls += 1;
-            if empty_polls % POLLS_PER_STALL_CHECK == 0 && last_progress.elapsed() > STALL_LIMIT {
-                return Err(BenchError::Stalled {
-                    seconds: STALL_LIMIT.as_secs(),
-                    in_flight: (self.slots.len() - self.free.len()) as u32,
-                });
-            }
+            let empty_polls = clock.empty_poll((self.slots.len() - self.free.len()) as u32)?;
             // This thread shares the machine with the reactors: let them run. Past a few
             // empty polls, nothing will complete for a while (a device latency): sleep.
             if empty_polls > CLIENT_SPIN_POLLS {
@@ -403,7 +387,7 @@ impl<'e, D: BlockDevice> ReactorPump<'e, D> {
             } else {
                 std::hint::spin_loop();
             }
-            if deadline.is_some() {
+            if clock.deadline.is_some() {
                 now = Instant::now();
             }
         }
@@ -568,22 +552,13 @@ impl<'s, D: BlockDevice> Pump<'s, D> {
         stop: Stop,
         record: bool,
     ) -> Result<(u64, Duration), BenchError> {
-        let start = Instant::now();
-        let deadline = match stop {
-            Stop::Seconds(s) => Some(start + Duration::from_secs_f64(s)),
-            Stop::Ops(_) => None,
-        };
-        let budget = match stop {
-            Stop::Ops(n) => n,
-            Stop::Seconds(_) => u64::MAX,
-        };
+        let mut clock = PhaseClock::new(stop);
+        let (start, budget) = (clock.start, clock.budget);
         let mut queued = 0u64;
         let mut exhausted = false;
         let mut now = start;
-        let mut last_progress = start;
-        let mut empty_polls = 0u32;
         loop {
-            let open = !exhausted && queued < budget && deadline.is_none_or(|d| now < d);
+            let open = !exhausted && clock.open(queued, now);
             if open {
                 while self.in_flight.len() < self.qd && queued < budget {
                     let Some(action) = next() else {
@@ -600,18 +575,11 @@ impl<'s, D: BlockDevice> Pump<'s, D> {
             self.store.poll();
             let done = &mut self.done;
             if self.store.take_completions(|id, r| done.push((id, r))) == 0 {
-                empty_polls += 1;
-                if empty_polls % POLLS_PER_STALL_CHECK == 0 && last_progress.elapsed() > STALL_LIMIT
-                {
-                    return Err(BenchError::Stalled {
-                        seconds: STALL_LIMIT.as_secs(),
-                        in_flight: self.in_flight.len() as u32,
-                    });
-                }
+                clock.empty_poll(self.in_flight.len() as u32)?;
                 continue;
             }
             now = Instant::now();
-            last_progress = now;
+            clock.progress(now);
             self.complete(now, record)?;
         }
         Ok((queued, now.duration_since(start)))
@@ -660,6 +628,59 @@ impl<'s, D: BlockDevice> Pump<'s, D> {
                 what: "drain the store",
                 source,
             })
+    }
+}
+
+/// The bounds of one measured phase, shared by both pumps: when it stops taking new
+/// transactions (a deadline or an operation budget), and when it counts as stalled.
+struct PhaseClock {
+    start: Instant,
+    deadline: Option<Instant>,
+    budget: u64,
+    last_progress: Instant,
+    empty_polls: u32,
+}
+
+impl PhaseClock {
+    fn new(stop: Stop) -> Self {
+        let start = Instant::now();
+        let (deadline, budget) = match stop {
+            Stop::Seconds(s) => (Some(start + Duration::from_secs_f64(s)), u64::MAX),
+            Stop::Ops(n) => (None, n),
+        };
+        PhaseClock {
+            start,
+            deadline,
+            budget,
+            last_progress: start,
+            empty_polls: 0,
+        }
+    }
+
+    /// Whether to queue more, `queued` queued so far, at `now`.
+    fn open(&self, queued: u64, now: Instant) -> bool {
+        queued < self.budget && self.deadline.is_none_or(|d| now < d)
+    }
+
+    /// Something completed at `now`.
+    fn progress(&mut self, now: Instant) {
+        self.last_progress = now;
+        self.empty_polls = 0;
+    }
+
+    /// A poll that completed nothing, with `in_flight` waiting; an error once nothing has
+    /// completed for STALL_LIMIT. Returns the empty polls in a row.
+    fn empty_poll(&mut self, in_flight: u32) -> Result<u32, BenchError> {
+        self.empty_polls += 1;
+        if self.empty_polls % POLLS_PER_STALL_CHECK == 0
+            && self.last_progress.elapsed() > STALL_LIMIT
+        {
+            return Err(BenchError::Stalled {
+                seconds: STALL_LIMIT.as_secs(),
+                in_flight,
+            });
+        }
+        Ok(self.empty_polls)
     }
 }
 

@@ -532,23 +532,7 @@ fn run_cycle(cfg: &CrashConfig, cycle: u64, rep: &mut CrashReport) {
     let verdict = {
         let st = &mut store;
         let colls_now = st.list_collections();
-        let mut actual = |k: &ObjKey| -> Actual {
-            match st.stat(k.coll, &k.name) {
-                Err(_) => Actual { obj: None },
-                Ok(stat) => {
-                    let data = st
-                        .read(k.coll, &k.name, 0, stat.size as usize)
-                        .unwrap_or_else(|e| {
-                            read_err.get_or_insert(format!("{k}: read after recovery: {e}"));
-                            Vec::new()
-                        });
-                    let (attrs, omap) = st.attrs_and_omap(k.coll, &k.name).unwrap_or_default();
-                    Actual {
-                        obj: Some(ModelObject { data, attrs, omap }),
-                    }
-                }
-            }
-        };
+        let mut actual = |k: &ObjKey| Actual::observe(st, k, &mut read_err);
         oracle.check(&keys, &colls, &mut actual, |c| colls_now.contains(&c))
     };
     if let Some(e) = read_err {

@@ -15,7 +15,10 @@
 
 use std::collections::BTreeMap;
 
+use keel_drivers::BlockDevice;
+
 use super::model::{Model, ModelObject};
+use crate::store::Store;
 use crate::txn::{Transaction, TxnOp};
 use crate::types::{CollId, JournalMode, ObjKey};
 
@@ -24,6 +27,30 @@ use crate::types::{CollId, JournalMode, ObjKey};
 pub struct Actual {
     /// The object, or None if it does not exist.
     pub obj: Option<ModelObject>,
+}
+
+impl Actual {
+    /// What a recovered store holds for `k`: data, attributes and omap, or nothing. A read
+    /// that fails records its error in `read_err` (the first one) and reads as empty.
+    pub fn observe<D: BlockDevice>(
+        store: &mut Store<D>,
+        k: &ObjKey,
+        read_err: &mut Option<String>,
+    ) -> Actual {
+        let Ok(stat) = store.stat(k.coll, &k.name) else {
+            return Actual { obj: None };
+        };
+        let data = store
+            .read(k.coll, &k.name, 0, stat.size as usize)
+            .unwrap_or_else(|e| {
+                read_err.get_or_insert(format!("{k}: read after recovery: {e}"));
+                Vec::new()
+            });
+        let (attrs, omap) = store.attrs_and_omap(k.coll, &k.name).unwrap_or_default();
+        Actual {
+            obj: Some(ModelObject { data, attrs, omap }),
+        }
+    }
 }
 
 /// One transaction of the crash phase, in submission order.
