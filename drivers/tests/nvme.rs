@@ -453,6 +453,65 @@ fn an_injected_error_is_typed_and_changes_nothing() {
 }
 
 #[test]
+fn a_command_past_its_timeout_fails_the_queue_pair_by_name() {
+    let Some((_guard, mut cfg)) = setup() else {
+        return;
+    };
+    // Under QEMU a command takes tens of microseconds at least: with a 1 µs timeout the
+    // oldest of a burst is late by the first poll.
+    cfg.io_timeout = Duration::from_micros(1);
+    let dev = NvmeDevice::open(&cfg).expect("open");
+    let bs = dev.geometry().block_size as usize;
+    let p = pool(bs.max(4096), 32);
+    let mut qp = qpair(&dev, 32, &[&p]);
+    for i in 0..32u64 {
+        let mut buf = p.alloc().expect("free buffer");
+        buf.set_len(bs);
+        qp.submit(i, Command::Read { lba: i, buf }).expect("submit");
+    }
+    // Every command comes back (none is lost), and the failure names the timed-out
+    // command: opcode, queue id, command id.
+    let done = wait(&mut qp, 32);
+    let reasons: Vec<String> = done
+        .iter()
+        .filter_map(|c| c.result.as_ref().err())
+        .map(|e| match NvmeError::of(e) {
+            Some(NvmeError::QpairFailed { reason, .. }) => reason.clone(),
+            other => panic!("not a queue-pair failure: {e} ({other:?})"),
+        })
+        .collect();
+    assert!(!reasons.is_empty(), "no command timed out");
+    assert!(
+        reasons[0].contains("timed out")
+            && reasons[0].contains("qid")
+            && reasons[0].contains("cid"),
+        "{}",
+        reasons[0]
+    );
+    assert!(qp.failure().is_some_and(|f| f.contains("timed out")));
+    // A failed queue pair refuses new work with a typed error and the command back.
+    let mut buf = p.alloc().expect("free buffer");
+    buf.set_len(bs);
+    let refused = qp
+        .submit(99, Command::Read { lba: 0, buf })
+        .expect_err("a failed queue pair takes nothing");
+    assert!(matches!(
+        NvmeError::of(&refused.error),
+        Some(NvmeError::QpairFailed { .. })
+    ));
+    drop(qp);
+    drop(dev);
+    // The controller itself is fine: with a sane timeout it serves again.
+    cfg.io_timeout = Duration::from_secs(20);
+    let dev = NvmeDevice::open(&cfg).expect("reopen");
+    let p = pool(bs.max(4096), 4);
+    let mut qp = qpair(&dev, 4, &[&p]);
+    let data = pattern(5, bs);
+    write(&mut qp, &p, 3, &data, false);
+    assert_eq!(read(&mut qp, &p, 3, bs), data);
+}
+
+#[test]
 fn shuts_down_cleanly_and_reopens_with_data() {
     let Some((_g, cfg)) = setup() else { return };
     let bs;
