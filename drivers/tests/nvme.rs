@@ -457,30 +457,54 @@ fn a_command_past_its_timeout_fails_the_queue_pair_by_name() {
     let Some((_guard, mut cfg)) = setup() else {
         return;
     };
-    // Under QEMU a command takes tens of microseconds at least: with a 1 µs timeout the
-    // oldest of a burst is late by the first poll.
+    // Under QEMU a large write takes tens of microseconds at least (it goes through the
+    // host's thread pool): with a 1 µs timeout the oldest of a burst is late by the
+    // first poll that finds it still in flight.
     cfg.io_timeout = Duration::from_micros(1);
-    let dev = NvmeDevice::open(&cfg).expect("open");
-    let bs = dev.geometry().block_size as usize;
-    let p = pool(bs.max(4096), 32);
-    let mut qp = qpair(&dev, 32, &[&p]);
-    for i in 0..32u64 {
-        let mut buf = p.alloc().expect("free buffer");
-        buf.set_len(bs);
-        qp.submit(i, Command::Read { lba: i, buf }).expect("submit");
-    }
-    // Every command comes back (none is lost), and the failure names the timed-out
-    // command: opcode, queue id, command id.
-    let done = wait(&mut qp, 32);
-    let reasons: Vec<String> = done
-        .iter()
-        .filter_map(|c| c.result.as_ref().err())
-        .map(|e| match NvmeError::of(e) {
-            Some(NvmeError::QpairFailed { reason, .. }) => reason.clone(),
-            other => panic!("not a queue-pair failure: {e} ({other:?})"),
-        })
-        .collect();
-    assert!(!reasons.is_empty(), "no command timed out");
+    // A burst that all completes before the first poll proves nothing: try a few times.
+    let mut attempts = 0;
+    let (dev, p, mut qp, reasons, bs) = loop {
+        attempts += 1;
+        let dev = NvmeDevice::open(&cfg).expect("open");
+        let bs = dev.geometry().block_size as usize;
+        let len = (dev.geometry().max_transfer_bytes as usize).min(128 << 10);
+        // One buffer more than the burst: timed-out commands keep theirs (the device may
+        // still write them), and the refusal below needs one.
+        let p = pool(len, 33);
+        let mut qp = qpair(&dev, 32, &[&p]);
+        let blocks = (len / bs) as u64;
+        for i in 0..32u64 {
+            let mut buf = p.alloc().expect("free buffer");
+            buf.set_len(len);
+            qp.submit(
+                i,
+                Command::Write {
+                    lba: i * blocks,
+                    buf,
+                    fua: true,
+                },
+            )
+            .expect("submit");
+        }
+        // Every command comes back (none is lost), and the failure names the timed-out
+        // command: opcode, queue id, command id.
+        let done = wait(&mut qp, 32);
+        let reasons: Vec<String> = done
+            .iter()
+            .filter_map(|c| c.result.as_ref().err())
+            .map(|e| match NvmeError::of(e) {
+                Some(NvmeError::QpairFailed { reason, .. }) => reason.clone(),
+                other => panic!("not a queue-pair failure: {e} ({other:?})"),
+            })
+            .collect();
+        if !reasons.is_empty() || attempts == 5 {
+            break (dev, p, qp, reasons, bs);
+        }
+    };
+    assert!(
+        !reasons.is_empty(),
+        "no command timed out in {attempts} bursts"
+    );
     assert!(
         reasons[0].contains("timed out")
             && reasons[0].contains("qid")
@@ -507,6 +531,7 @@ fn a_command_past_its_timeout_fails_the_queue_pair_by_name() {
     let p = pool(bs.max(4096), 4);
     let mut qp = qpair(&dev, 4, &[&p]);
     let data = pattern(5, bs);
+    // (lba 3 lies inside the first timed-out write, whatever it left there.)
     write(&mut qp, &p, 3, &data, false);
     assert_eq!(read(&mut qp, &p, 3, bs), data);
 }
