@@ -49,6 +49,7 @@ pub mod store;
 pub mod superblock;
 pub mod txn;
 pub mod types;
+pub mod volume;
 
 pub use error::{Result, StoreError};
 pub use fsck::FsckReport;
