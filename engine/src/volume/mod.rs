@@ -193,6 +193,11 @@ where
         &self.engine
     }
 
+    /// The engine back (to close it once every volume handle is gone).
+    pub fn into_engine(self) -> Arc<Engine<D>> {
+        self.engine
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, ()> {
         self.admin.lock().unwrap_or_else(|p| p.into_inner())
     }
