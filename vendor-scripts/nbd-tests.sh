@@ -202,7 +202,7 @@ fio_iops() {
   timeout "$T" fio --name=b --ioengine=nbd --uri="$1" --rw=randwrite --bs=4k --iodepth="$2" \
     --size=256m --time_based --runtime="${KEEL_NBD_BENCH_S:-5}" --ramp_time=1 \
     --output-format=json 2>/dev/null |
-    python3 -c 'import json,sys; print(round(json.load(sys.stdin)["jobs"][0]["write"]["iops"]))'
+    python3 -c 'import json,sys; s=sys.stdin.read(); print(round(json.loads(s[s.index("{"):])["jobs"][0]["write"]["iops"]))'
 }
 
 run_bench() {
