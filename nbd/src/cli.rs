@@ -36,6 +36,10 @@ pub struct Cli {
     /// Reactors spin when idle (lowest latency, a core each) instead of backing off.
     #[arg(long)]
     pub spin: bool,
+    /// Idle reactors (without --spin) spin a little, then sleep, doubling up to this long
+    /// (microseconds): lower is quicker to answer a lone request, higher leaves more CPU.
+    #[arg(long, default_value_t = 50)]
+    pub reactor_sleep_us_max: u32,
     /// A volume to create if it does not exist, as NAME:SIZE (e.g. disk0:1g); repeatable.
     #[arg(long = "volume", value_parser = parse_volume)]
     pub volumes: Vec<(String, u64)>,

@@ -85,7 +85,14 @@ fn run(cli: Cli) -> Result<(), NbdError> {
         } else {
             Cores::Unpinned
         },
-        idle: if cli.spin { Idle::Spin } else { Idle::SHARED },
+        idle: if cli.spin {
+            Idle::Spin
+        } else {
+            Idle::Backoff {
+                spin_turns: 64,
+                sleep_us_max: cli.reactor_sleep_us_max,
+            }
+        },
         thread_name: "keel-nbd-r".into(),
         ..ReactorConfig::default()
     };
