@@ -192,6 +192,15 @@ run_tests() {
       bad "psync persistence"
     fi
     stop_keel || bad "stop (psync, second run)"
+    local listed listed2
+    listed=$(timeout "$T" "$BIN" --driver psync --path "$file" --volume two:8m --resize disk:16m --list 2>&1)
+    listed2=$(timeout "$T" "$BIN" --driver psync --path "$file" --remove two --list 2>&1)
+    if grep -q "^disk.size_bytes=16777216" <<<"$listed" && grep -q "^two" <<<"$listed" &&
+      [ "$listed2" = "$(grep '^disk' <<<"$listed")" ]; then
+      ok "keel-nbd --volume / --resize / --remove / --list on the kept store"
+    else
+      echo "$listed"; echo "$listed2"; bad "admin flags"
+    fi
   fi
 
   if [ $fail = 0 ]; then echo "nbd-tests: all passed"; else echo "nbd-tests: FAILED"; exit 1; fi

@@ -43,6 +43,15 @@ pub struct Cli {
     /// A volume to create if it does not exist, as NAME:SIZE (e.g. disk0:1g); repeatable.
     #[arg(long = "volume", value_parser = parse_volume)]
     pub volumes: Vec<(String, u64)>,
+    /// A volume to resize, as NAME:SIZE (shrinking discards the end); repeatable.
+    #[arg(long = "resize", value_parser = parse_volume)]
+    pub resizes: Vec<(String, u64)>,
+    /// A volume to remove with its data; repeatable.
+    #[arg(long = "remove")]
+    pub removes: Vec<String>,
+    /// Print the volumes (after --volume, --resize and --remove) and exit.
+    #[arg(long)]
+    pub list: bool,
     /// Object size of volumes created here.
     #[arg(long, default_value_t = DEFAULT_OBJECT_BYTES, value_parser = parse_size)]
     pub object_size: u64,
@@ -125,6 +134,11 @@ mod tests {
         let c = Cli::try_parse_from(["keel-nbd", "--volume", "a:1g", "--volume", "b:4m"]).unwrap();
         assert_eq!(c.volumes, [("a".into(), 1 << 30), ("b".into(), 4 << 20)]);
         assert_eq!(c.driver, Driver::Sim);
+        let c = Cli::try_parse_from(["keel-nbd", "--resize", "a:2g", "--remove", "b", "--list"])
+            .unwrap();
+        assert_eq!(c.resizes, [("a".into(), 2 << 30)]);
+        assert_eq!(c.removes, ["b"]);
+        assert!(c.list);
         assert!(Cli::try_parse_from(["keel-nbd", "--driver", "psync"]).is_err());
         assert!(Cli::try_parse_from(["keel-nbd", "--volume", "nosize"]).is_err());
         assert_eq!(parse_size("4k"), Ok(4096));

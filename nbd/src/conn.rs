@@ -1,7 +1,8 @@
 //! The transmission phase of one connection.
 //!
 //! ```text
-//!  socket ──reader (this thread)──► parse request ─┬─ READ: Volume::read, reply queued
+//!  socket ──reader (this thread)──► parse request ─┬─ READ: to READ_WORKERS threads:
+//!                                                  │    Volume::read, reply queued
 //!                                                  ├─ WRITE / TRIM / WRITE_ZEROES:
 //!                                                  │    Volume::*_async; the callback (on a
 //!                                                  │    reactor, once durable) queues the reply
@@ -31,6 +32,9 @@ use crate::error::{NbdError, Result};
 use crate::proto::{self, cmd, cmd_flags, errno};
 use crate::stream::Stream;
 
+/// Threads per connection that serve reads (`Engine::read` waits for the reactor's
+/// answer, so a connection's reads run this many at a time).
+pub const READ_WORKERS: usize = 4;
 /// Requests one connection may have in flight.
 pub const MAX_INFLIGHT: usize = 256;
 /// Payload bytes (read and write data) one connection may have in flight; a single
@@ -153,7 +157,22 @@ pub fn transmit(stream: Stream, vol: Volume<AnyDevice>) -> Result<()> {
             .spawn(move || writer(BufWriter::with_capacity(256 << 10, out), rx, credits))
             .map_err(NbdError::io("spawn writer"))?
     };
-    let r = read_loop(stream, &vol, &tx, &credits);
+    let (read_tx, read_rx) = mpsc::sync_channel::<(u64, u64, u32)>(MAX_INFLIGHT);
+    let read_rx = Arc::new(Mutex::new(read_rx));
+    let mut readers = Vec::with_capacity(READ_WORKERS);
+    for _ in 0..READ_WORKERS {
+        let (vol, rx, tx) = (Arc::clone(&vol), Arc::clone(&read_rx), tx.clone());
+        let h = std::thread::Builder::new()
+            .name("keel-nbd-rd".into())
+            .spawn(move || read_worker(&vol, &rx, &tx))
+            .map_err(NbdError::io("spawn read worker"))?;
+        readers.push(h);
+    }
+    let r = read_loop(stream, &vol, &tx, &read_tx, &credits);
+    drop(read_tx); // the read workers end once the queue is empty
+    for h in readers {
+        let _ = h.join();
+    }
     drop(tx); // the writer ends once every callback has queued its reply
     let _ = w.join();
     let _ = closer.shutdown(Shutdown::Both);
@@ -166,10 +185,31 @@ fn send(tx: &SyncSender<Reply>, r: Reply) {
     let _ = tx.try_send(r);
 }
 
+/// Serves reads `(handle, offset, len)` until the queue closes.
+fn read_worker(
+    vol: &Volume<AnyDevice>,
+    rx: &Mutex<Receiver<(u64, u64, u32)>>,
+    tx: &SyncSender<Reply>,
+) {
+    loop {
+        let job = rx.lock().unwrap_or_else(|p| p.into_inner()).recv();
+        let Ok((handle, offset, len)) = job else {
+            return;
+        };
+        let mut rep = reply(handle, 0, u64::from(len));
+        match vol.read(offset, len as usize) {
+            Ok(d) => rep.data = d,
+            Err(e) => rep.error = nbd_errno(&e, false),
+        }
+        send(tx, rep);
+    }
+}
+
 fn read_loop(
     mut s: Stream,
     vol: &Arc<Volume<AnyDevice>>,
     tx: &SyncSender<Reply>,
+    reads: &SyncSender<(u64, u64, u32)>,
     credits: &Arc<Credits>,
 ) -> Result<()> {
     loop {
@@ -239,13 +279,10 @@ fn read_loop(
                 send(tx, reply(req.handle, errno::EINVAL, payload));
             }
             cmd::READ => {
-                let r = vol.read(req.offset, req.len as usize);
-                let mut rep = reply(req.handle, 0, payload);
-                match r {
-                    Ok(d) => rep.data = d,
-                    Err(e) => rep.error = nbd_errno(&e, false),
+                // Credits bound the queue to its capacity: this does not block.
+                if reads.send((req.handle, req.offset, req.len)).is_err() {
+                    return Err(NbdError::Protocol("read workers gone".into()));
                 }
-                send(tx, rep);
             }
             cmd::WRITE => vol.write_async(req.offset, data, done(true)),
             cmd::WRITE_ZEROES => vol.write_zeroes_async(req.offset, u64::from(req.len), done(true)),

@@ -124,6 +124,28 @@ fn run(cli: Cli) -> Result<(), NbdError> {
             Err(e) => return Err(e.into()),
         }
     }
+    for (name, size) in &cli.resizes {
+        let i = vols.resize(name, *size)?;
+        log::info!("resized volume {name:?}: {i:?}");
+    }
+    for name in &cli.removes {
+        vols.remove(name)?;
+        log::info!("removed volume {name:?}");
+    }
+    if cli.list {
+        for name in vols.list()? {
+            let i = vols.info(&name)?;
+            println!(
+                "{name}\tsize_bytes={}\tobject_bytes={}\tmode={}",
+                i.size_bytes, i.object_bytes, i.mode
+            );
+        }
+        let engine = vols.into_engine();
+        return match Arc::try_unwrap(engine) {
+            Ok(e) => Ok(e.close()?),
+            Err(_) => Err(NbdError::Config("engine still in use".into())),
+        };
+    }
     let vols = Arc::new(vols);
     let bind = match &cli.unix {
         Some(p) => Bind::Unix(p.clone()),

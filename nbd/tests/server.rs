@@ -507,9 +507,20 @@ fn several_connections_at_once() {
                     seen[i] = true;
                 }
                 assert_eq!(c.simple(cmd::FLUSH, 0, 0, 0), 0);
+                // 32 reads in flight (served by several read workers), matched by handle.
                 for i in 0..32u64 {
-                    let d = c.read(base + i * 8192, 8192).unwrap();
-                    assert_eq!(d, pattern(t * 100 + i, 8192));
+                    c.request(cmd::READ, 0, 2000 + i, base + i * 8192, 8192, &[]);
+                }
+                let mut seen = [false; 32];
+                for _ in 0..32 {
+                    let rep = c.reply();
+                    assert_eq!(rep.error, 0);
+                    let i = (rep.handle - 2000) as usize;
+                    assert!(!seen[i], "a handle answered twice");
+                    seen[i] = true;
+                    let mut d = vec![0u8; 8192];
+                    c.s.read_exact(&mut d).unwrap();
+                    assert_eq!(d, pattern(t * 100 + i as u64, 8192));
                 }
             })
         })
