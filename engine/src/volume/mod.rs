@@ -35,8 +35,7 @@
 pub mod error;
 pub mod layout;
 
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 
 use keel_drivers::BlockDevice;
 
@@ -574,13 +573,22 @@ where
         Ok(())
     }
 
+    /// Runs `f` and waits for the result it hands its `Done` (a mutex and a condition
+    /// variable: no thread-local state, so C callers' threads leak nothing).
     fn wait(f: impl FnOnce(Done)) -> Result<()> {
-        let (tx, rx) = mpsc::sync_channel(1);
+        let slot: Arc<(Mutex<Option<Result<()>>>, Condvar)> = Arc::default();
+        let s = Arc::clone(&slot);
         f(Box::new(move |r| {
-            let _ = tx.send(r);
+            *s.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(r);
+            s.1.notify_one();
         }));
-        rx.recv()
-            .unwrap_or(Err(VolumeError::Store(StoreError::Closed)))
+        let mut g = slot.0.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            if let Some(r) = g.take() {
+                return r;
+            }
+            g = slot.1.wait(g).unwrap_or_else(|p| p.into_inner());
+        }
     }
 
     /// Writes and waits until durable.
