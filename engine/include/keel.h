@@ -147,6 +147,11 @@
 #define KEEL_STRUCT_MAX_BYTES 4096
 
 /**
+ * Default object size of a volume (4 MiB): what `object_bytes` 0 means.
+ */
+#define KEEL_VOLUME_DEFAULT_OBJECT_BYTES (4 << 20)
+
+/**
  * An open store (opaque). Open with `keel_store_open`, close with `keel_store_close`.
  */
 struct keel_store;
@@ -157,6 +162,11 @@ struct keel_store;
  * content and leave it empty for reuse), free with `keel_txn_free`.
  */
 struct keel_txn;
+
+/**
+ * An open volume (opaque). Open with `keel_volume_open`, close with `keel_volume_close`.
+ */
+struct keel_volume;
 
 /**
  * What to open and how. Fill it with `keel_opts_init`, then set the fields.
@@ -394,7 +404,8 @@ int keel_store_open(const struct keel_opts *opts, struct keel_store **out);
  *
  * Returns: 0; `-EINVAL` (NULL `store`), `-EBADF` (not a live store: closed already,
  * freed, or never opened; detected as long as no new store reuses the address), `-EBUSY`
- * (another call is using it, or called from one of its own callbacks), `-EROFS` (the store
+ * (another call is using it, called from one of its own callbacks, or a volume opened
+ * on it is still open), `-EROFS` (the store
  * had stopped after a device error: transactions still in flight failed), `-EIO` (device
  * error while closing, or the store was poisoned by an internal error; it is freed).
  *
@@ -864,6 +875,150 @@ int keel_txn_clone_range(struct keel_txn *txn,
                          uint64_t src_offset,
                          uint64_t len,
                          uint64_t dst_offset);
+
+/**
+ * Creates a volume of `size_bytes` (a multiple of 512) striped over objects of
+ * `object_bytes` (a power of two from 4 KiB to 1 GiB; 0: 4 MiB), whose data writes use
+ * journal mode `mode` (`KEEL_MODE_METADATA_ONLY`: in place, one device write, an
+ * interrupted overwrite may be torn; `KEEL_MODE_FULL`: atomic, two device writes). Every
+ * byte reads as zero.
+ *
+ * Returns: 0; `-EINVAL` (NULL or bad argument), `-EEXIST`, `-ENOTSUP` (a store without
+ * reactors), `-EBADF`, `-EBUSY`, `-EIO`, or a store error.
+ *
+ * Threading: the store's rule (one call at a time on it).
+ *
+ * # Safety
+ *
+ * `name` must point to `name_len` readable bytes.
+ */
+int keel_volume_create(struct keel_store *store,
+                       const void *name,
+                       size_t name_len,
+                       uint64_t size_bytes,
+                       uint64_t object_bytes,
+                       uint32_t mode);
+
+/**
+ * Changes a volume's size (a multiple of 512): shrinking discards the data past the new
+ * end; growing adds zeroes. Open handles keep their old size: reopen them.
+ *
+ * Returns: 0; `-EINVAL`, `-ENOENT`, `-ENOTSUP`, `-EBADF`, `-EBUSY`, `-EIO`, or a store
+ * error.
+ *
+ * Threading: the store's rule.
+ *
+ * # Safety
+ *
+ * `name` must point to `name_len` readable bytes.
+ */
+int keel_volume_resize(struct keel_store *store,
+                       const void *name,
+                       size_t name_len,
+                       uint64_t size_bytes);
+
+/**
+ * Removes a volume and its data. Handles open on it must be closed first (reads and
+ * writes through them after the removal fail or see zeroes).
+ *
+ * Returns: 0; `-EINVAL`, `-ENOENT`, `-ENOTSUP`, `-EBADF`, `-EBUSY`, `-EIO`, or a store
+ * error.
+ *
+ * Threading: the store's rule.
+ *
+ * # Safety
+ *
+ * `name` must point to `name_len` readable bytes.
+ */
+int keel_volume_remove(struct keel_store *store, const void *name, size_t name_len);
+
+/**
+ * Opens a volume for I/O; `*out` gets the handle and `*size_out` (if not NULL) its size
+ * in bytes.
+ *
+ * Returns: 0; `-EINVAL`, `-ENOENT`, `-ENOTSUP`, `-EBADF`, `-EBUSY`, `-EIO`, `-EUCLEAN`.
+ *
+ * Threading: the store's rule. The volume handle may then be used from any thread, one
+ * call at a time; open a handle per thread for parallel I/O.
+ *
+ * # Safety
+ *
+ * `name` must point to `name_len` readable bytes; `out` must be NULL or valid for writing
+ * a pointer; `size_out` NULL or valid for writing a `uint64_t`.
+ */
+int keel_volume_open(struct keel_store *store,
+                     const void *name,
+                     size_t name_len,
+                     struct keel_volume **out,
+                     uint64_t *size_out);
+
+/**
+ * Closes a volume handle (its data is already durable).
+ *
+ * Returns: 0; `-EINVAL` (NULL), `-EBADF`, `-EBUSY` (a call is using it).
+ *
+ * Threading: any thread, not concurrently with other calls on this volume.
+ */
+int keel_volume_close(struct keel_volume *vol);
+
+/**
+ * Reads `len` bytes at `offset` into `buf`; what was never written reads as zeroes.
+ *
+ * Returns: 0; `-EINVAL` (NULL, or past the end of the volume), `-EBADF`, `-EBUSY`,
+ * `-EIO`, or a store error.
+ *
+ * Threading: any thread, one call at a time per volume handle.
+ *
+ * # Safety
+ *
+ * `buf` must point to `len` writable bytes.
+ */
+int keel_volume_read(struct keel_volume *vol, uint64_t offset, void *buf, size_t len);
+
+/**
+ * Writes `len` bytes of `buf` at `offset`; returns once they are durable (so no flush
+ * is needed, and FUA is implied).
+ *
+ * Returns: 0; `-EINVAL` (NULL, or past the end of the volume), `-ENOSPC`, `-EBADF`,
+ * `-EBUSY`, `-EIO`, or a store error.
+ *
+ * Threading: any thread, one call at a time per volume handle.
+ *
+ * # Safety
+ *
+ * `buf` must point to `len` readable bytes.
+ */
+int keel_volume_write(struct keel_volume *vol, uint64_t offset, const void *buf, size_t len);
+
+/**
+ * Makes `len` bytes at `offset` read as zeroes (whole pages are freed); durable on
+ * return.
+ *
+ * Returns: as `keel_volume_write`.
+ *
+ * Threading: any thread, one call at a time per volume handle.
+ */
+int keel_volume_write_zeroes(struct keel_volume *vol, uint64_t offset, uint64_t len);
+
+/**
+ * Discards `len` bytes at `offset`: they read as zeroes afterwards (the same as
+ * `keel_volume_write_zeroes`); durable on return.
+ *
+ * Returns: as `keel_volume_write`.
+ *
+ * Threading: any thread, one call at a time per volume handle.
+ */
+int keel_volume_trim(struct keel_volume *vol, uint64_t offset, uint64_t len);
+
+/**
+ * Makes every completed write durable. Each already is when its call returns, so this
+ * only checks the handle.
+ *
+ * Returns: 0; `-EINVAL` (NULL), `-EBADF`, `-EBUSY`.
+ *
+ * Threading: any thread, one call at a time per volume handle.
+ */
+int keel_volume_flush(struct keel_volume *vol);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -28,6 +28,9 @@
 //!   by the caller's thread.
 //! - [`crash`] is the crash explorer: a reference model, a seeded workload and an oracle of
 //!   what each journal mode guarantees after a power cut.
+//! - [`volume`] is a virtual disk striped over objects (create, open, resize, remove,
+//!   read, write, trim, write-zeroes), on an [`Engine`]; `keel-nbd` exports it over NBD
+//!   ([`docs/volumes.md`](../docs/volumes.md)).
 //! - [`ffi`] is the C ABI (`libkeel`, header `engine/include/keel.h`) over a store on a
 //!   device chosen at run time.
 //! - Errors are [`StoreError`]s; input errors change nothing, and after a device fault a
@@ -49,6 +52,7 @@ pub mod store;
 pub mod superblock;
 pub mod txn;
 pub mod types;
+pub mod volume;
 
 pub use error::{Result, StoreError};
 pub use fsck::FsckReport;

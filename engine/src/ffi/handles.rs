@@ -41,6 +41,8 @@ pub enum Kind {
     Store,
     /// A `struct keel_txn`.
     Txn,
+    /// A `struct keel_volume`.
+    Volume,
 }
 
 /// A type handed to C as an opaque handle.

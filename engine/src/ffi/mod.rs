@@ -34,6 +34,8 @@
 //! - [`opts`]: `struct keel_opts`, its size-versioning, and opening the device.
 //! - [`txn`]: `struct keel_txn` and its builders, which check each op as it is added.
 //! - [`store`]: `struct keel_store`: open, submit, poll, reads, statistics, close.
+//! - [`volume`]: `struct keel_volume`: volumes (virtual disks over objects) on a store
+//!   with reactors: create, resize, remove, open, read, write, write-zeroes, trim, flush.
 //! - [`errors`]: `keel_strerror` and the errno values the library returns.
 //!
 //! Decisions a C caller relies on (the header says each one where it applies):
@@ -60,6 +62,7 @@ pub mod handles;
 pub mod opts;
 pub mod store;
 pub mod txn;
+pub mod volume;
 
 pub use errors::keel_strerror;
 pub use opts::{
@@ -75,6 +78,11 @@ pub use txn::{
     keel_txn_mkcoll, keel_txn_new, keel_txn_omap_rm, keel_txn_omap_set, keel_txn_remove,
     keel_txn_rmattr, keel_txn_rmcoll, keel_txn_set_full_journal, keel_txn_setattr,
     keel_txn_truncate, keel_txn_write, keel_txn_zero,
+};
+pub use volume::{
+    keel_volume, keel_volume_close, keel_volume_create, keel_volume_flush, keel_volume_open,
+    keel_volume_read, keel_volume_remove, keel_volume_resize, keel_volume_trim, keel_volume_write,
+    keel_volume_write_zeroes, KEEL_VOLUME_DEFAULT_OBJECT_BYTES,
 };
 
 use crate::types;

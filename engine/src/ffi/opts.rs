@@ -30,11 +30,14 @@ use crate::shard::ShardConfig;
 use crate::store::{MkfsOptions, Store};
 
 /// What an open store runs on.
+// One per store handle, which is boxed: the size difference costs nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum Backend {
     /// One shard, polled by the application (`keel_poll`).
     Polled(Store<AnyDevice>),
-    /// One reactor thread per core of the list, each with its shard.
-    Reactors(Engine<AnyDevice>),
+    /// One reactor thread per core of the list, each with its shard. Shared with the
+    /// volumes opened on the store (`keel_volume_open`).
+    Reactors(std::sync::Arc<Engine<AnyDevice>>),
 }
 use crate::superblock::MAX_SHARDS;
 use crate::types::JournalMode;
@@ -399,7 +402,7 @@ impl Opts {
                 ..ReactorConfig::default()
             };
             Engine::from_store(store, rcfg)
-                .map(Backend::Reactors)
+                .map(|e| Backend::Reactors(std::sync::Arc::new(e)))
                 .map_err(errno)
         });
         if r.is_err() {

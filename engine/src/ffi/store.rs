@@ -190,6 +190,11 @@ fn status(r: Result<()>) -> c_int {
 }
 
 impl keel_store {
+    /// What the store runs on (the volume calls need its reactors).
+    pub(crate) fn backend(&self) -> &Backend {
+        &self.backend
+    }
+
     /// Queues the content of `txn`. On error the content stays in `txn` (except `-EROFS`:
     /// the store refused it for good, and it is dropped).
     fn queue(&mut self, txn: &mut keel_txn, waiter: Waiter) -> std::result::Result<TxnId, c_int> {
@@ -351,7 +356,8 @@ pub unsafe extern "C" fn keel_store_open(
 ///
 /// Returns: 0; `-EINVAL` (NULL `store`), `-EBADF` (not a live store: closed already,
 /// freed, or never opened; detected as long as no new store reuses the address), `-EBUSY`
-/// (another call is using it, or called from one of its own callbacks), `-EROFS` (the store
+/// (another call is using it, called from one of its own callbacks, or a volume opened
+/// on it is still open), `-EROFS` (the store
 /// had stopped after a device error: transactions still in flight failed), `-EIO` (device
 /// error while closing, or the store was poisoned by an internal error; it is freed).
 ///
@@ -364,13 +370,18 @@ pub extern "C" fn keel_store_close(store: *mut keel_store) -> c_int {
             drop(lease.retire());
             return Err(-libc::EIO);
         }
-        if matches!(lease.get().backend, Backend::Reactors(_)) {
+        if let Backend::Reactors(e) = &lease.get().backend {
+            if std::sync::Arc::strong_count(e) > 1 {
+                // Volumes opened on it are still open.
+                return Err(-EBUSY);
+            }
             // Retired first: callbacks that run during the close see the handle gone.
             let handle = lease.retire();
             let keel_store { backend, .. } = *handle;
             let Backend::Reactors(engine) = backend else {
                 unreachable!("reactors")
             };
+            let engine = std::sync::Arc::into_inner(engine).expect("no volume holds it");
             return Ok(engine.close().map_or_else(errno, |()| 0));
         }
         let st = lease.get();

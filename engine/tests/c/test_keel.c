@@ -928,6 +928,45 @@ static void test_reactors(void) {
     EXPECT(atomic_load(&log.ok) == 50 && atomic_load(&log.failed) == 1);
 }
 
+/* Volumes on a store with reactors: create, open, write across objects, read back,
+ * zeroes, trim, flush, the store refusing to close while a volume is open, remove. */
+static void test_volumes(void) {
+    uint32_t core0[1] = {0};
+    struct keel_opts o;
+    sim_opts(&o);
+    o.mode = KEEL_MODE_METADATA_ONLY;
+    o.cores = core0;
+    o.ncores = 1;
+    o.reactor_sleep_us_max = 200;
+    struct keel_store *s = NULL;
+    REQUIRE(keel_store_open(&o, &s) == 0);
+    EXPECT_RC(keel_volume_create(s, S("disk"), MIB, 16384, KEEL_MODE_METADATA_ONLY), 0);
+    EXPECT_RC(keel_volume_create(s, S("disk"), MIB, 0, KEEL_MODE_METADATA_ONLY), -EEXIST);
+    EXPECT_RC(keel_volume_create(s, S("odd"), 1000, 0, KEEL_MODE_FULL), -EINVAL);
+    struct keel_volume *v = NULL;
+    uint64_t size = 0;
+    EXPECT_RC(keel_volume_open(s, S("nope"), &v, &size), -ENOENT);
+    REQUIRE(keel_volume_open(s, S("disk"), &v, &size) == 0);
+    EXPECT(size == MIB);
+    static unsigned char buf[40000], back[40000];
+    for (size_t i = 0; i < sizeof buf; i++) {
+        buf[i] = (unsigned char)(i % 251);
+    }
+    EXPECT_RC(keel_volume_write(v, 10000, buf, sizeof buf), 0);
+    EXPECT_RC(keel_volume_read(v, 10000, back, sizeof back), 0);
+    EXPECT(memcmp(buf, back, sizeof buf) == 0);
+    EXPECT_RC(keel_volume_write_zeroes(v, 20000, 1000), 0);
+    EXPECT_RC(keel_volume_trim(v, 32768, 16384), 0);
+    EXPECT_RC(keel_volume_flush(v), 0);
+    EXPECT_RC(keel_volume_read(v, 20000, back, 1000), 0);
+    EXPECT(back[0] == 0 && back[999] == 0);
+    EXPECT_RC(keel_volume_write(v, MIB - 1, buf, 2), -EINVAL);
+    EXPECT_RC(keel_store_close(s), -EBUSY);
+    EXPECT_RC(keel_volume_close(v), 0);
+    EXPECT_RC(keel_volume_remove(s, S("disk")), 0);
+    EXPECT_RC(keel_store_close(s), 0);
+}
+
 int main(void) {
     RUN(test_opts_init);
     RUN(test_open_null_and_sizes);
@@ -949,6 +988,7 @@ int main(void) {
     RUN(test_reopen_psync_metadata_only);
     RUN(test_reopen_uring);
     RUN(test_reactors);
+    RUN(test_volumes);
     printf("%d passed, %d failed\n", passed, failed);
     return failed == 0 ? 0 : 1;
 }
