@@ -15,7 +15,6 @@ use keel_engine::volume::{Volume, VolumeError, Volumes};
 
 use crate::error::{NbdError, Result};
 use crate::proto::{self, client_flags, handshake_flags, info, opt, rep, tflags};
-use crate::stream::Stream;
 
 /// Options one client may send before choosing an export.
 pub const MAX_OPTIONS: usize = 256;
@@ -44,11 +43,11 @@ pub enum Outcome {
     Closed,
 }
 
-fn read_exact(s: &mut Stream, buf: &mut [u8], op: &'static str) -> Result<()> {
+fn read_exact(s: &mut impl Read, buf: &mut [u8], op: &'static str) -> Result<()> {
     s.read_exact(buf).map_err(NbdError::io(op))
 }
 
-fn reply(s: &mut Stream, option: u32, kind: u32, data: &[u8]) -> Result<()> {
+fn reply(s: &mut impl Write, option: u32, kind: u32, data: &[u8]) -> Result<()> {
     let h = proto::OptionReply {
         option,
         reply: kind,
@@ -80,8 +79,8 @@ fn find(vols: &Volumes<AnyDevice>, name: &[u8]) -> Result<Option<Volume<AnyDevic
     }
 }
 
-/// Runs the handshake on a fresh connection.
-pub fn negotiate(s: &mut Stream, vols: &Volumes<AnyDevice>) -> Result<Outcome> {
+/// Runs the handshake on a fresh connection (a socket; any byte stream in tests).
+pub fn negotiate<S: Read + Write>(s: &mut S, vols: &Volumes<AnyDevice>) -> Result<Outcome> {
     s.write_all(&proto::greeting(
         handshake_flags::FIXED_NEWSTYLE | handshake_flags::NO_ZEROES,
     ))
