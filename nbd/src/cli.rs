@@ -23,6 +23,22 @@ pub struct Cli {
     /// sim: latency of each command, in microseconds.
     #[arg(long, default_value_t = 0)]
     pub sim_latency_us: u64,
+
+    /// sim: a volatile write cache (written data is durable only after a flush or FUA),
+    /// so that a power cut (--power-cut-to) can lose what was not made durable.
+    #[arg(long)]
+    pub sim_write_cache: bool,
+
+    /// sim: start from this device image (written by --power-cut-to) instead of a fresh,
+    /// formatted device: the store on it is recovered.
+    #[arg(long)]
+    pub sim_image: Option<PathBuf>,
+
+    /// sim, for crash tests: on SIGUSR1, cut the device's power, write what survived to
+    /// this file (raw 512-byte blocks) and exit at once with status 0, nothing flushed
+    /// or checkpointed.
+    #[arg(long)]
+    pub power_cut_to: Option<PathBuf>,
     /// Format the device even if it holds a store (sim is always formatted; a psync or
     /// uring device is formatted when it holds none).
     #[arg(long)]

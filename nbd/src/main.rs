@@ -3,12 +3,13 @@
 
 mod cli;
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use clap::Parser;
 use keel_drivers::any::AnyDevice;
 use keel_drivers::psync::{PsyncConfig, PsyncDevice};
-use keel_drivers::sim::{SimConfig, SimDevice};
+use keel_drivers::sim::{SimConfig, SimDevice, SimImage};
 use keel_drivers::uring::{UringConfig, UringDevice};
 use keel_engine::volume::{VolumeError, VolumeOptions, Volumes};
 use keel_engine::{
@@ -18,8 +19,8 @@ use keel_nbd::{Bind, NbdError, Server, StopHandle};
 
 use cli::{Cli, Driver};
 
-/// Blocks SIGINT and SIGTERM in every thread (call before any thread starts) and returns
-/// the set, for the one thread that waits for them.
+/// Blocks SIGINT, SIGTERM and SIGUSR1 in every thread (call before any thread starts) and
+/// returns the set, for the one thread that waits for them.
 fn block_signals() -> libc::sigset_t {
     // SAFETY: sigset_t is plain data; sigemptyset initialises it before use.
     let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
@@ -29,21 +30,53 @@ fn block_signals() -> libc::sigset_t {
         libc::sigemptyset(&mut set);
         libc::sigaddset(&mut set, libc::SIGINT);
         libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::sigaddset(&mut set, libc::SIGUSR1);
         libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
     }
     set
 }
 
-/// Waits for SIGINT or SIGTERM on a thread of its own, then stops the server.
-fn stop_on_signal(set: libc::sigset_t, stop: StopHandle) {
+/// The crash-test hook: the sim device (a clone shares its media) and where its image goes.
+struct PowerCut {
+    dev: SimDevice,
+    to: PathBuf,
+}
+
+impl PowerCut {
+    /// Pulls the plug, saves what survived, and ends the process without a shutdown.
+    fn cut_and_exit(&self) -> ! {
+        let (image, report) = self.dev.power_cut();
+        if let Err(e) = std::fs::write(&self.to, &image.data) {
+            eprintln!("keel-nbd: power cut: write {}: {e}", self.to.display());
+            std::process::exit(1);
+        }
+        eprintln!(
+            "keel-nbd: power cut ({report:?}); image in {}",
+            self.to.display()
+        );
+        std::process::exit(0);
+    }
+}
+
+/// Waits for the signals on a thread of its own: SIGINT or SIGTERM stop the server;
+/// SIGUSR1 cuts the power when a --power-cut-to hook is armed (else it is ignored).
+fn stop_on_signal(set: libc::sigset_t, stop: StopHandle, cut: Option<PowerCut>) {
     std::thread::spawn(move || loop {
         let mut sig = 0;
         // SAFETY: `set` is an initialised sigset_t, `sig` a valid place for the result.
-        if unsafe { libc::sigwait(&set, &mut sig) } == 0 {
-            log::info!("signal {sig}: stopping");
-            stop.stop();
-            return;
+        if unsafe { libc::sigwait(&set, &mut sig) } != 0 {
+            continue;
         }
+        if sig == libc::SIGUSR1 {
+            match &cut {
+                Some(c) => c.cut_and_exit(),
+                None => log::warn!("SIGUSR1 without --power-cut-to: ignored"),
+            }
+            continue;
+        }
+        log::info!("signal {sig}: stopping");
+        stop.stop();
+        return;
     });
 }
 
@@ -54,7 +87,20 @@ fn open_device(cli: &Cli) -> Result<AnyDevice, NbdError> {
             let mut c = SimConfig::new(512, cli.size / 512);
             c.latency_ns = cli.sim_latency_us.saturating_mul(1000);
             c.max_transfer_bytes = c.max_transfer_bytes.max(1 << 20);
-            AnyDevice::Sim(SimDevice::new(c).map_err(open)?)
+            c.volatile_write_cache = cli.sim_write_cache;
+            AnyDevice::Sim(match &cli.sim_image {
+                None => SimDevice::new(c).map_err(open)?,
+                Some(p) => {
+                    let data = std::fs::read(p).map_err(|e| {
+                        NbdError::Config(format!("read sim image {}: {e}", p.display()))
+                    })?;
+                    let image = SimImage {
+                        block_size: 512,
+                        data,
+                    };
+                    SimDevice::from_image(c, image).map_err(open)?
+                }
+            })
         }
         Driver::Psync | Driver::Uring => {
             let path = cli.path.clone().expect("clap requires --path");
@@ -96,7 +142,19 @@ fn run(cli: Cli) -> Result<(), NbdError> {
         thread_name: "keel-nbd-r".into(),
         ..ReactorConfig::default()
     };
-    if cli.format || cli.driver == Driver::Sim {
+    let cut = match (&dev, &cli.power_cut_to) {
+        (AnyDevice::Sim(d), Some(to)) => Some(PowerCut {
+            dev: d.clone(),
+            to: to.clone(),
+        }),
+        (_, Some(_)) => {
+            return Err(NbdError::Config(
+                "--power-cut-to needs the sim driver".into(),
+            ))
+        }
+        _ => None,
+    };
+    if cli.format || (cli.driver == Driver::Sim && cli.sim_image.is_none()) {
         Store::mkfs(&dev, &mk)?;
     }
     let store = match Store::open(dev, ShardConfig::default()) {
@@ -152,7 +210,7 @@ fn run(cli: Cli) -> Result<(), NbdError> {
         None => Bind::Tcp(cli.listen.clone()),
     };
     let server = Server::bind(&bind, Arc::clone(&vols))?;
-    stop_on_signal(set, server.stop_handle());
+    stop_on_signal(set, server.stop_handle(), cut);
     eprintln!(
         "keel-nbd: serving {:?} on {} ({} driver)",
         vols.list()?,
