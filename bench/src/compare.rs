@@ -16,14 +16,122 @@
 //! at --qd with fio at QD1 — the table says so.
 
 use std::io::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
+use clap::{Args, ValueEnum};
 use serde::Serialize;
 
-use crate::cli::{parse_command, Command, CompareArgs, ComparePath, CompareWorkload};
+use crate::cli::{parse_command, parse_size, parse_size_u32, Command};
 use crate::error::BenchError;
 use crate::fio::{self, FioJob};
 use crate::{engine, raw};
+
+/// `keel-bench compare`: Keel and fio on one file, alternating.
+#[derive(Debug, Args)]
+pub struct CompareArgs {
+    /// File or block device (its contents are overwritten). A file is created at --size
+    /// and written once in full, so that reads hit data.
+    #[arg(long)]
+    pub path: PathBuf,
+
+    /// Bytes of the file the runs use (and the engine formats).
+    #[arg(long, default_value = "1g", value_parser = parse_size)]
+    pub size: u64,
+
+    /// Workload of the raw and fio runs; the engine runs random writes of --bs (or
+    /// overwrites, with randread here, which it has no counterpart for: skipped).
+    #[arg(long, value_enum, default_value_t = CompareWorkload::Randwrite)]
+    pub workload: CompareWorkload,
+
+    /// Bytes per I/O.
+    #[arg(long, default_value = "4k", value_parser = parse_size_u32)]
+    pub bs: u32,
+
+    /// Commands (raw, fio) or transactions (engine) in flight.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub qd: u32,
+
+    /// Measured seconds of each run.
+    #[arg(long, default_value_t = 5.0)]
+    pub seconds: f64,
+
+    /// Rounds: every contender runs once per round, in the same order; the figures are
+    /// the medians over rounds.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub rounds: u32,
+
+    /// Paths to compare, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "uring,psync")]
+    pub paths: Vec<ComparePath>,
+
+    /// Leave fio out even when it is installed.
+    #[arg(long)]
+    pub no_fio: bool,
+
+    /// Print the JSON report on stdout instead of the table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// What `compare` runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum CompareWorkload {
+    /// 4 KiB (--bs) writes at random aligned offsets.
+    Randwrite,
+    /// Reads at random aligned offsets (raw and fio only).
+    Randread,
+}
+
+impl CompareWorkload {
+    /// The name as given on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CompareWorkload::Randwrite => "randwrite",
+            CompareWorkload::Randread => "randread",
+        }
+    }
+}
+
+/// A kernel I/O path both Keel and fio can use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ComparePath {
+    /// io_uring (Keel's uring driver; fio's io_uring engine).
+    Uring,
+    /// pread/pwrite (Keel's psync driver; fio's psync engine, which has no queue depth).
+    Psync,
+}
+
+impl ComparePath {
+    /// The name as given on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ComparePath::Uring => "uring",
+            ComparePath::Psync => "psync",
+        }
+    }
+}
+
+impl CompareArgs {
+    /// Checks what clap does not.
+    pub fn check(&self) -> Result<(), String> {
+        if !(self.seconds > 0.0 && self.seconds.is_finite()) {
+            return Err(format!("--seconds {} must be positive", self.seconds));
+        }
+        if self.bs == 0 || self.bs % 512 != 0 {
+            return Err(format!("--bs {} must be a multiple of 512", self.bs));
+        }
+        if self.size < u64::from(self.bs) * 1024 {
+            return Err(format!(
+                "--size {} is too small for --bs {}",
+                self.size, self.bs
+            ));
+        }
+        if self.paths.is_empty() {
+            return Err("--paths needs at least one path".into());
+        }
+        Ok(())
+    }
+}
 
 /// One contender's figures over all rounds.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -278,15 +386,15 @@ pub fn run(args: &CompareArgs) -> Result<CompareReport, BenchError> {
             }
         })
         .collect();
-    let baseline = |rows: &[Row], durable: bool| -> Vec<(String, f64)> {
-        rows.iter()
-            .filter(|r| {
-                r.contender.starts_with("fio") && r.contender.contains("fdatasync") == durable
-            })
-            .map(|r| (r.path.clone(), r.iops))
+    // fio's IOPS per path, plain and with fdatasync, by contender kind.
+    let baseline = |durable: bool| -> Vec<(String, f64)> {
+        cs.iter()
+            .zip(&rows)
+            .filter(|(c, _)| matches!(c.kind, Kind::Fio(sync) if sync.is_some() == durable))
+            .map(|(_, r)| (r.path.clone(), r.iops))
             .collect()
     };
-    let (plain, durable) = (baseline(&rows, false), baseline(&rows, true));
+    let (plain, durable) = (baseline(false), baseline(true));
     let ratio = |base: &[(String, f64)], r: &Row| {
         base.iter()
             .find(|(p, _)| *p == r.path)

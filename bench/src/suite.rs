@@ -18,13 +18,87 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use clap::{Args, ValueEnum};
 use serde::Serialize;
 
-use crate::cli::{parse_command, Command, SuiteArgs};
+use crate::cli::{parse_command, Command, EngineWorkload, Mode};
 use crate::engine;
 use crate::error::BenchError;
 use crate::plot;
 use crate::report::{self, EngineReport};
+
+/// `keel-bench suite`: the main job.
+#[derive(Debug, Args)]
+pub struct SuiteArgs {
+    /// Folder for suite.txt, suite.json and suite.svg (created if missing).
+    #[arg(long, default_value = "keel-out")]
+    pub out: PathBuf,
+
+    /// Measured seconds of each run.
+    #[arg(long, default_value_t = 2.5)]
+    pub seconds: f64,
+
+    /// Workloads, comma-separated (see `keel-bench engine --help`).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "create,append,overwrite,randwrite"
+    )]
+    pub workloads: Vec<String>,
+
+    /// Journal modes, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "metadata-only,full")]
+    pub modes: Vec<String>,
+
+    /// Queue depths, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "1,32")]
+    pub qd: Vec<u32>,
+
+    /// Bytes each transaction writes.
+    #[arg(long, default_value = "4k")]
+    pub bs: String,
+
+    /// Service time of each sim command, in microseconds (a datacenter NVMe drive writes
+    /// 4 KiB into its cache in about 10 µs).
+    #[arg(long, default_value_t = 10)]
+    pub sim_latency_us: u64,
+
+    /// Capacity of the sim device [default: keel-bench engine's].
+    #[arg(long)]
+    pub size: Option<String>,
+
+    /// Seed of every run.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+
+    /// One more argument passed to every `keel-bench engine` run (repeatable), e.g.
+    /// `--engine-arg=--max-batch-wait-us=0`.
+    #[arg(long, allow_hyphen_values = true)]
+    pub engine_arg: Vec<String>,
+
+    /// Print the JSON report on stdout instead of the table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl SuiteArgs {
+    /// Checks what clap does not.
+    pub fn check(&self) -> Result<(), String> {
+        if !(self.seconds > 0.0 && self.seconds.is_finite()) {
+            return Err(format!("--seconds {} must be positive", self.seconds));
+        }
+        if self.workloads.is_empty() || self.modes.is_empty() || self.qd.is_empty() {
+            return Err("--workloads, --modes and --qd each need at least one value".into());
+        }
+        for m in &self.modes {
+            Mode::from_str(m, false).map_err(|e| format!("--modes: {e}"))?;
+        }
+        for w in &self.workloads {
+            EngineWorkload::from_str(w, false).map_err(|e| format!("--workloads: {e}"))?;
+        }
+        Ok(())
+    }
+}
 
 /// The modes of one workload and queue depth, side by side.
 #[derive(Clone, Debug, PartialEq, Serialize)]
