@@ -20,7 +20,8 @@
 //! Drivers:
 //! - [`sim`]: memory-backed, with latency, a volatile write cache that a power cut discards
 //!   (keeping, losing or tearing each unflushed write, by a seeded choice), an atomic write
-//!   unit, and injected errors. The engine's crash tests run on it.
+//!   unit, injected errors, and silent corruption (misdirected writes, bits flipped at
+//!   rest). The engine's crash tests run on it.
 //! - [`null`]: completes at once, moves no data: the cost of the software alone.
 //! - [`psync`]: pread/pwrite on O_DIRECT: the plain kernel path.
 //! - [`uring`]: io_uring on O_DIRECT with registered buffers and files: the best kernel path.

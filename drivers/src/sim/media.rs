@@ -16,6 +16,10 @@
 //! An entry becomes durable (kept whole at a cut) when it completes with FUA or without a
 //! volatile cache, when a Flush submitted after it completed finishes, or when the cache
 //! destages it for room. Durable entries at the front of the log are dropped.
+//!
+//! A bit flip at rest ([`Media::flip`]) changes the byte in `current` and in the `prior`
+//! of every entry covering its block: every version of the block that a read or a cut can
+//! pick carries it.
 
 use std::collections::VecDeque;
 
@@ -145,6 +149,19 @@ impl Media {
             }
             if !self.pop_durable_front() {
                 break;
+            }
+        }
+    }
+
+    /// XORs `mask` into byte `byte` of block `lba`, in what reads see now and in every
+    /// older version a power cut could leave (the prior of each entry covering the block).
+    /// The caller checks that the block and byte exist.
+    pub(crate) fn flip(&mut self, lba: u64, byte: usize, mask: u8) {
+        let bs = self.block_size;
+        self.current[lba as usize * bs + byte] ^= mask;
+        for p in self.pending.iter_mut() {
+            if (p.lba..p.lba + p.blocks).contains(&lba) {
+                p.prior[(lba - p.lba) as usize * bs + byte] ^= mask;
             }
         }
     }

@@ -19,6 +19,10 @@
 //!   A single-block write is never torn.
 //! - **Faults**: a command of a kind fails on a countdown, or a block range fails
 //!   ([`Fault`]); a failed command changes nothing.
+//! - **Silent corruption**, which completes without error, for checksums and scrub to
+//!   catch: a write misdirected to another block range on a countdown, or dropped when that
+//!   range leaves the device ([`Fault::Misdirect`]); and bits flipped at rest in a stored
+//!   block, in what reads see and in what survives a power cut ([`SimDevice::flip_bits`]).
 //! - **Counters** of commands and bytes per kind, device-wide.
 
 mod clock;
@@ -33,6 +37,7 @@ pub use fault::Fault;
 pub use media::CutChoice;
 pub use qpair::SimQpair;
 
+use crate::command::Op;
 use crate::error::DriverError;
 use crate::geometry::Geometry;
 use crate::qpair::{BlockDevice, IoStats, QpairOptions};
@@ -264,6 +269,47 @@ impl SimDevice {
     /// Disarms every fault.
     pub fn clear_faults(&self) {
         self.lock().faults.clear();
+    }
+
+    /// Flips bits of one stored byte, as media decay does: byte `byte` of block `lba` is
+    /// XORed with `mask` (a zero mask changes nothing). The device reports nothing: no
+    /// command fails, and only a checksum can tell.
+    ///
+    /// The flip is at rest, in the media, not in a write:
+    /// - Every read from now on sees it, including a read of a block with a write still in
+    ///   flight (which returns the data before that write).
+    /// - It is in the durable image: it is applied to the block's current contents and to
+    ///   every older version of the block that a power cut could still leave (the data each
+    ///   not-yet-durable write to the block replaced). So whatever a later
+    ///   [`power_cut`](SimDevice::power_cut) keeps of the block — the newest write, an
+    ///   older unflushed one, or the durable value — holds that byte XORed with `mask`.
+    /// - A write to the block after the flip replaces the byte; if a power cut then loses
+    ///   that write, the flipped byte is back.
+    ///
+    /// Errors, which change nothing: [`DriverError::Config`] when `lba` is not a block of
+    /// the device or `byte` is not inside a block; [`DriverError::PoweredOff`] (as
+    /// [`Op::Write`]) once the power is cut.
+    pub fn flip_bits(&self, lba: u64, byte: usize, mask: u8) -> Result<(), DriverError> {
+        let g = self.geometry;
+        if lba >= g.block_count {
+            return Err(DriverError::Config(format!(
+                "sim device: flip_bits at lba {lba}, past the end of the device ({} blocks)",
+                g.block_count
+            )));
+        }
+        if byte >= g.block_size as usize {
+            return Err(DriverError::Config(format!(
+                "sim device: flip_bits at byte {byte}, outside a {}-byte block",
+                g.block_size
+            )));
+        }
+        match self.lock().media.as_mut() {
+            Some(media) => {
+                media.flip(lba, byte, mask);
+                Ok(())
+            }
+            None => Err(DriverError::PoweredOff { op: Op::Write }),
+        }
     }
 
     /// Commands and bytes the device received, all queue pairs together.

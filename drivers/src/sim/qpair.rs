@@ -1,5 +1,6 @@
 //! A queue pair on the simulated device.
 
+use super::fault::Hit;
 use super::SimDevice;
 use crate::command::{Command, Completion, Op};
 use crate::dma::DmaBuf;
@@ -48,6 +49,14 @@ impl SimQpair {
     pub fn next_completion_ns(&self) -> Option<u64> {
         self.slots.iter().flatten().map(|f| f.completes_at_ns).min()
     }
+}
+
+/// The first block a write of `blocks` at `lba` lands on when shifted by `shift` blocks
+/// (0 for a write that goes where it was sent); `None` when the shifted range does not lie
+/// wholly on a device of `block_count` blocks.
+fn landing(lba: u64, blocks: u64, shift: i64, block_count: u64) -> Option<u64> {
+    let at = lba.checked_add_signed(shift)?;
+    (at.checked_add(blocks)? <= block_count).then_some(at)
 }
 
 impl QueuePair for SimQpair {
@@ -104,27 +113,41 @@ impl QueuePair for SimQpair {
         };
         let completes_at_ns = st.schedule(now, moved, extra);
         st.stats.count(op, bytes, true);
-        let failed = st.faults.check(op, lba, blocks).map(|status| {
-            st.stats.errors += 1;
-            DriverError::Device {
-                op,
-                lba,
-                status,
-                cmd: None,
+        let hit = st.faults.check(op, lba, blocks);
+        let failed = match hit {
+            Some(Hit::Fail(status)) => {
+                st.stats.errors += 1;
+                Some(DriverError::Device {
+                    op,
+                    lba,
+                    status,
+                    cmd: None,
+                })
             }
-        });
+            _ => None,
+        };
+        let shift = match hit {
+            Some(Hit::Misdirect(offset_blocks)) => offset_blocks,
+            _ => 0,
+        };
         let write_through = !st.cfg.volatile_write_cache;
+        let block_count = st.cfg.block_count;
         let media = st.media.as_mut().expect("checked above");
         if failed.is_none() {
             match &mut cmd {
                 Command::Read { buf, .. } => media.read(lba, buf.as_mut_slice(), now),
-                Command::Write { buf, fua, .. } => media.write(
-                    lba,
-                    blocks,
-                    Some(buf.as_slice()),
-                    completes_at_ns,
-                    *fua || write_through,
-                ),
+                Command::Write { buf, fua, .. } => {
+                    // A misdirected write shifted off the device is lost: nothing changes.
+                    if let Some(at) = landing(lba, blocks, shift, block_count) {
+                        media.write(
+                            at,
+                            blocks,
+                            Some(buf.as_slice()),
+                            completes_at_ns,
+                            *fua || write_through,
+                        )
+                    }
+                }
                 Command::WriteZeroes { .. } => {
                     media.write(lba, blocks, None, completes_at_ns, write_through)
                 }
