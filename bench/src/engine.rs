@@ -686,20 +686,7 @@ impl PhaseClock {
 
 /// `after - before`, counter by counter.
 fn shard_stats_delta(after: &ShardStats, before: &ShardStats) -> ShardStats {
-    ShardStats {
-        txns_committed: after.txns_committed - before.txns_committed,
-        txns_failed: after.txns_failed - before.txns_failed,
-        client_bytes: after.client_bytes - before.client_bytes,
-        full_journal_txns: after.full_journal_txns - before.full_journal_txns,
-        batches: after.batches - before.batches,
-        batch_entries: after.batch_entries - before.batch_entries,
-        overlapped_batches: after.overlapped_batches - before.overlapped_batches,
-        batch_bytes: after.batch_bytes - before.batch_bytes,
-        flushes: after.flushes - before.flushes,
-        checkpoints: after.checkpoints - before.checkpoints,
-        fresh_pages: after.fresh_pages - before.fresh_pages,
-        overwrite_pages: after.overwrite_pages - before.overwrite_pages,
-    }
+    after.since(before)
 }
 
 #[cfg(test)]

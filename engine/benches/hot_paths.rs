@@ -16,8 +16,8 @@ fn name(i: u64) -> Vec<u8> {
     format!("rbd_data.1234.{i:016x}").into_bytes()
 }
 
-/// A MetadataOnly entry as a 4 KiB write into a fresh page makes it: map, size, mtime-ish
-/// attribute.
+/// A MetadataOnly entry as a 4 KiB write into a fresh page makes it (parallel commit): map,
+/// size, the page's sum.
 fn entry(i: u64) -> Entry {
     Entry {
         txn_seq: i,
@@ -34,9 +34,14 @@ fn entry(i: u64) -> Entry {
                 name: name(i),
                 size: 4 << 20,
             },
+            Delta::Csum {
+                phys: 10_000 + i,
+                sums: vec![0x1234_5678 ^ i as u32],
+            },
         ],
         runs: Vec::new(),
         overwrites: Vec::new(),
+        parallel: true,
     }
 }
 
@@ -80,6 +85,7 @@ fn journal(c: &mut Criterion) {
                 entries: 32,
                 prev_crc: 0xdead_beef,
                 payload_crc: crc32c::crc32c(&block[HEADER_BYTES..]),
+                confirmed: 6,
             };
             h.encode(&mut block)
         })

@@ -109,6 +109,30 @@ pub enum StoreError {
         /// That one's shard.
         other_shard: usize,
     },
+    /// Data read back does not match its checksum, outside any open overwrite intent: the
+    /// device returned other bytes than were written (bit rot, a misdirected or lost
+    /// write). Nothing of the range is returned.
+    #[error("{key}: bytes {offset}..{end} fail their checksum (corruption)", end = offset + len)]
+    DataCorrupt {
+        /// The object.
+        key: ObjKey,
+        /// First byte of the bad range (page aligned).
+        offset: u64,
+        /// Bytes in the range (whole pages).
+        len: u64,
+    },
+    /// Data does not match its checksum inside an overwrite that a power cut interrupted
+    /// (an open intent): old and new bytes may be mixed. The range is the caller's:
+    /// acknowledge it (`TxnOp::Acknowledge`) to take the bytes as they are, or rewrite it.
+    #[error("{key}: bytes {offset}..{end} hold a torn overwrite (acknowledge or rewrite them)", end = offset + len)]
+    TornOverwrite {
+        /// The object.
+        key: ObjKey,
+        /// First byte of the torn range (page aligned).
+        offset: u64,
+        /// Bytes in the range (whole pages).
+        len: u64,
+    },
     /// A blocking call was made on a reactor thread (from a completion callback): it would
     /// wait for the very thread it runs on.
     #[error("{0} would block a reactor thread on itself")]
@@ -136,6 +160,8 @@ impl StoreError {
             Self::Closed => libc_errno::ESHUTDOWN,
             Self::CrossShard { .. } => libc_errno::EXDEV,
             Self::OnReactor(_) => libc_errno::EDEADLK,
+            Self::DataCorrupt { .. } => libc_errno::EBADMSG,
+            Self::TornOverwrite { .. } => libc_errno::EILSEQ,
         })
     }
 }
@@ -155,6 +181,8 @@ pub mod libc_errno {
     pub const EDEADLK: i32 = 35;
     pub const ENAMETOOLONG: i32 = 36;
     pub const ENOTEMPTY: i32 = 39;
+    pub const EBADMSG: i32 = 74;
+    pub const EILSEQ: i32 = 84;
     pub const ESHUTDOWN: i32 = 108;
     pub const EUCLEAN: i32 = 117;
 }

@@ -60,7 +60,9 @@ pub use reactor::{
     CompletionRing, Cores, Engine, EngineStats, Idle, Notify, Poll, ReactorConfig, ReactorStats,
     SubmitError,
 };
-pub use shard::{Phase, ShardConfig, ShardStats, TxnId};
+pub use shard::{
+    BadRange, PageCheck, Phase, ScrubCursor, ScrubReport, ShardConfig, ShardStats, TxnId,
+};
 pub use store::{route, shard_for, MkfsOptions, ObjStat, Store, StoreParts, StoreStats};
 pub use txn::{Transaction, TxnOp};
 pub use types::{CollId, Extent, JournalMode, ObjKey, PAGE};

@@ -12,7 +12,7 @@ use keel_drivers::{BlockDevice, IoStats, QpairOptions, QueuePair};
 use crate::error::{Result, StoreError};
 use crate::fsck::{fsck_shard, FsckReport};
 use crate::shard::recovery::{fit_to_device, format_shard, pools, ReplayReport, SyncIo};
-use crate::shard::{Phase, Shard, ShardConfig, ShardStats, TxnId};
+use crate::shard::{Phase, ScrubReport, Shard, ShardConfig, ShardStats, TxnId};
 use crate::superblock::{ShardLayout, Superblock, MAX_SHARDS};
 use crate::txn::{Transaction, TxnOp};
 use crate::types::{CollId, JournalMode, ObjKey, PAGE};
@@ -407,6 +407,16 @@ impl<D: BlockDevice> Store<D> {
         self.shards[s].read(coll, name, offset, len)
     }
 
+    /// Reads every mapped page of every shard and checks it against its sum
+    /// (docs/integrity.md): torn overwrites and corruption, by object and range.
+    pub fn scrub(&mut self) -> Result<ScrubReport> {
+        let mut report = ScrubReport::default();
+        for s in &mut self.shards {
+            report.merge(s.scrub()?);
+        }
+        Ok(report)
+    }
+
     /// An object's size and counts.
     pub fn stat(&self, coll: CollId, name: &[u8]) -> Result<ObjStat> {
         let o = self.shards[self.shard_of(coll)].object(coll, name)?;
@@ -492,20 +502,7 @@ impl<D: BlockDevice> Store<D> {
     pub fn stats(&self) -> StoreStats {
         let mut s = StoreStats::default();
         for sh in &self.shards {
-            let x = &sh.stats;
-            let t = &mut s.shards;
-            t.txns_committed += x.txns_committed;
-            t.txns_failed += x.txns_failed;
-            t.client_bytes += x.client_bytes;
-            t.full_journal_txns += x.full_journal_txns;
-            t.batches += x.batches;
-            t.batch_entries += x.batch_entries;
-            t.overlapped_batches += x.overlapped_batches;
-            t.batch_bytes += x.batch_bytes;
-            t.flushes += x.flushes;
-            t.checkpoints += x.checkpoints;
-            t.fresh_pages += x.fresh_pages;
-            t.overwrite_pages += x.overwrite_pages;
+            s.shards.add(&sh.stats);
             s.data_io = s.data_io.merged(&sh.data_qp.stats());
             s.journal_io = s.journal_io.merged(&sh.journal_qp.stats());
         }

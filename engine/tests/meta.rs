@@ -243,6 +243,9 @@ fn delta_from(
             }
         }),
         (cn, key).prop_map(|((coll, name), key)| Delta::OmapRm { coll, name, key }),
+        (0u64..2_000, vec(any::<u32>(), 1..10)).prop_map(|(phys, sums)| Delta::Csum { phys, sums }),
+        (0u64..2_000, 1u32..10).prop_map(|(phys, pages)| Delta::OpenIntent { phys, pages }),
+        (0u64..2_000, 1u32..10).prop_map(|(phys, pages)| Delta::CloseIntent { phys, pages }),
     ]
 }
 
@@ -306,7 +309,7 @@ fn check_idempotent(t: &MetaTable, d: &Delta) -> Result<(), TestCaseError> {
 
 /// One delta of each variant, in declaration order.
 fn one_of_each() -> impl Strategy<Value = Vec<Delta>> {
-    let kinds: Vec<BoxedStrategy<Delta>> = (0..11)
+    let kinds: Vec<BoxedStrategy<Delta>> = (0..14)
         .map(|k| {
             small_delta()
                 .prop_filter("variant", move |d| variant(d) == k)
@@ -329,6 +332,9 @@ fn variant(d: &Delta) -> usize {
         Delta::RmAttr { .. } => 8,
         Delta::OmapSet { .. } => 9,
         Delta::OmapRm { .. } => 10,
+        Delta::Csum { .. } => 11,
+        Delta::OpenIntent { .. } => 12,
+        Delta::CloseIntent { .. } => 13,
     }
 }
 

@@ -53,6 +53,9 @@ impl Model {
 
     fn op(&mut self, op: &TxnOp) -> Option<()> {
         match op {
+            TxnOp::Acknowledge { coll, name, .. } => {
+                self.colls.get(coll)?.get(name.as_slice())?;
+            }
             TxnOp::MkColl { coll } => {
                 if self.colls.contains_key(coll) {
                     return None;

@@ -1,7 +1,7 @@
 //! One transaction's entry in a journal batch.
 //!
 //! ```text
-//! u32 entry_bytes (after this field) | u64 txn_seq | u32 delta_count | deltas ...
+//! u32 entry_bytes (after this field) | u64 txn_seq | u8 flags | u32 delta_count | deltas ...
 //!   | u32 run_count | runs: (u64 first device page, u32 byte length, bytes) ...
 //!   | u32 overwrite_count | overwrites: (u64 first device page, u32 pages) ...
 //! ```
@@ -10,6 +10,11 @@
 //! them to their home pages (the same bytes every time, so replay stays idempotent).
 //! Overwrites name the committed pages a metadata-only transaction rewrote in place: replay
 //! must not later put an older journaled copy of those pages back.
+//!
+//! Flag bit 0, *parallel*: the entry was written at the same time as its data (parallel
+//! commit, docs/integrity.md); until a later batch confirms it, replay reads the pages its
+//! `Csum` deltas name and drops the entry if they do not hold the data it describes. Other
+//! flag bits are refused.
 
 use crate::codec::{DecodeError, Put, Reader};
 use crate::meta::Delta;
@@ -35,7 +40,12 @@ pub struct Entry {
     pub runs: Vec<DataRun>,
     /// Pages rewritten in place by a metadata-only transaction: (first page, pages).
     pub overwrites: Vec<(u64, u32)>,
+    /// Written at the same time as its data (parallel commit).
+    pub parallel: bool,
 }
+
+/// Flag bit: parallel commit.
+const FLAG_PARALLEL: u8 = 1;
 
 impl Entry {
     /// Appends the encoding to `out`.
@@ -43,6 +53,7 @@ impl Entry {
         let start = out.len();
         out.put_u32(0); // patched below
         out.put_u64(self.txn_seq);
+        out.put_u8(if self.parallel { FLAG_PARALLEL } else { 0 });
         out.put_u32(self.deltas.len() as u32);
         for d in &self.deltas {
             d.encode(out);
@@ -66,6 +77,13 @@ impl Entry {
         let len = r.u32("entry length")? as usize;
         let mut body = Reader::new(r.take(len, "entry")?);
         let txn_seq = body.u64("txn seq")?;
+        let flags = body.u8("entry flags")?;
+        if flags & !FLAG_PARALLEL != 0 {
+            return Err(DecodeError::Bad {
+                what: "entry flags",
+                value: flags.into(),
+            });
+        }
         let n = body.count("delta count", 2)?;
         let mut deltas = Vec::with_capacity(n);
         for _ in 0..n {
@@ -100,6 +118,7 @@ impl Entry {
             deltas,
             runs,
             overwrites,
+            parallel: flags & FLAG_PARALLEL != 0,
         })
     }
 }

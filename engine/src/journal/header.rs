@@ -1,9 +1,9 @@
 //! The journal batch header and the checks replay makes (docs/format.md §3).
 
-/// `"KEELJR\0\x01"`.
-pub const JOURNAL_MAGIC: [u8; 8] = *b"KEELJR\x00\x01";
+/// `"KEELJR\0\x02"` (format 2: confirmed sequence, per-page sums).
+pub const JOURNAL_MAGIC: [u8; 8] = *b"KEELJR\x00\x02";
 /// Bytes of the header at the start of a batch.
-pub const HEADER_BYTES: usize = 64;
+pub const HEADER_BYTES: usize = 72;
 
 /// One batch's header.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -24,6 +24,10 @@ pub struct BatchHeader {
     pub prev_crc: u32,
     /// crc32c of the payload.
     pub payload_crc: u32,
+    /// Every batch up to this sequence number was committed (durable, with the data of its
+    /// parallel-commit entries) when this one was sealed: replay trusts their entries
+    /// without reading their data (docs/integrity.md).
+    pub confirmed: u64,
 }
 
 /// Why a header does not continue the journal (replay stops there).
@@ -58,8 +62,9 @@ impl BatchHeader {
         h[48..52].copy_from_slice(&self.entries.to_le_bytes());
         h[52..56].copy_from_slice(&self.prev_crc.to_le_bytes());
         h[56..60].copy_from_slice(&self.payload_crc.to_le_bytes());
-        let crc = crc32c::crc32c(&h[..60]);
-        h[60..64].copy_from_slice(&crc.to_le_bytes());
+        h[60..68].copy_from_slice(&self.confirmed.to_le_bytes());
+        let crc = crc32c::crc32c(&h[..68]);
+        h[68..72].copy_from_slice(&crc.to_le_bytes());
         crc
     }
 
@@ -79,8 +84,8 @@ impl BatchHeader {
         }
         let le32 = |o: usize| u32::from_le_bytes(b[o..o + 4].try_into().expect("4 bytes"));
         let le64 = |o: usize| u64::from_le_bytes(b[o..o + 8].try_into().expect("8 bytes"));
-        let crc = le32(60);
-        if crc != crc32c::crc32c(&b[..60]) {
+        let crc = le32(68);
+        if crc != crc32c::crc32c(&b[..68]) {
             return Err(HeaderReject::HeaderCrc);
         }
         let h = BatchHeader {
@@ -92,6 +97,7 @@ impl BatchHeader {
             entries: le32(48),
             prev_crc: le32(52),
             payload_crc: le32(56),
+            confirmed: le64(60),
         };
         if &h.uuid != uuid {
             return Err(HeaderReject::Uuid);
@@ -104,6 +110,9 @@ impl BatchHeader {
         }
         if h.prev_crc != prev_crc {
             return Err(HeaderReject::Chain);
+        }
+        if h.confirmed >= h.seq {
+            return Err(HeaderReject::Length);
         }
         let need =
             (HEADER_BYTES as u64 + u64::from(h.payload_bytes)).div_ceil(u64::from(block_size));
@@ -128,6 +137,7 @@ mod tests {
             entries: 4,
             prev_crc: 0xabcd,
             payload_crc: 0x1234,
+            confirmed: 8,
         }
     }
 

@@ -7,10 +7,12 @@
 //!
 //! ```text
 //! payload:
-//! +-------------+----------------------+-----------------+-----+-----------------+
-//! | u32 version | u32 collection count | collection 0    | ... | collection C-1  |
-//! | = 1         | = C                  |                 |     |                 |
-//! +-------------+----------------------+-----------------+-----+-----------------+
+//! +-------------+----------------------+--------------+-----+----------------+
+//! | u32 version | u32 collection count | collection 0 | ... | collection C-1 |
+//! | = 2         | = C                  |              |     |                |
+//! +-------------+----------------------+--------------+-----+----------------+
+//! | u32 intent count = I | intents: I x u64 device page (open overwrite intents) |
+//! +----------------------+-------------------------------------------------------+
 //!
 //! collection:
 //! +------------+------------------+-------------+-----+---------------+
@@ -19,22 +21,24 @@
 //!
 //! object:
 //! +--------------+------+----------+-----------------+---------------------------+
-//! | u32 name len | name | u64 size | u32 extent count| extents: E x 20 bytes     |
+//! | u32 name len | name | u64 size | u32 extent count| extents: E x (20 + 4 x pages)|
 //! +--------------+------+----------+-----------------+---------------------------+
 //! | u32 attr count | attrs: A x pair | u32 omap count | omap: M x pair            |
 //! +----------------+-----------------+----------------+---------------------------+
 //!
-//! extent (20 bytes):            pair:
-//! +-----------+----------+-----------+   +-------------+-----+---------------+-------+
-//! | u64 lpage | u64 phys | u32 pages |   | u32 key len | key | u32 value len | value |
-//! +-----------+----------+-----------+   +-------------+-----+---------------+-------+
+//! extent (20 bytes + its sums):                      pair:
+//! +-----------+----------+-----------+-------------+  +-------------+-----+-----------+-------+
+//! | u64 lpage | u64 phys | u32 pages | pages x u32 |  | u32 key len | key | u32 v len | value |
+//! |           |          |           | crc32c/page |  +-------------+-----+-----------+-------+
+//! +-----------+----------+-----------+-------------+
 //! ```
 //!
 //! Everything is in key order: collections by id, objects by name (bytewise), extents by
 //! first logical page, attributes and omap entries by key (bytewise). Decoding checks, and
 //! answers [`StoreError::Corrupt`] when any check fails:
 //!
-//! - the version is 1 and no bytes follow the last collection;
+//! - the version is 2 and no bytes follow the intents;
+//! - intent pages are strictly increasing and below [`MAX_DEVICE_PAGES`];
 //! - collection ids, object names within a collection, extent lpages within an object and
 //!   attribute and omap keys within an object are strictly increasing;
 //! - extents do not overlap, each has at least one page, ends at or below
@@ -52,11 +56,12 @@ use std::collections::BTreeMap;
 use crate::codec::{DecodeError, Put, Reader};
 use crate::error::StoreError;
 use crate::meta::object::{Object, EXTENT_RECORD_BYTES, OBJECT_FIXED_BYTES};
-use crate::meta::table::{MetaTable, COLL_HEADER_BYTES, MAX_OBJECT_PAGES};
+use crate::meta::sums::PageSums;
+use crate::meta::table::{MetaTable, COLL_HEADER_BYTES, MAX_DEVICE_PAGES, MAX_OBJECT_PAGES};
 use crate::types::{CollId, Extent, MAX_KEY_BYTES, MAX_NAME_BYTES, MAX_VALUE_BYTES};
 
 /// The payload format version this code writes and reads.
-pub const CHECKPOINT_VERSION: u32 = 1;
+pub const CHECKPOINT_VERSION: u32 = 2;
 
 /// Smallest encoded object record (empty name, nothing mapped, no keys).
 const MIN_OBJECT_BYTES: usize = 4 + OBJECT_FIXED_BYTES as usize;
@@ -80,6 +85,9 @@ pub fn encode_table(t: &MetaTable) -> Vec<u8> {
                 out.put_u64(lpage);
                 out.put_u64(ext.phys);
                 out.put_u32(ext.pages);
+                for p in ext.phys..ext.end() {
+                    out.put_u32(t.sums().get(p));
+                }
             }
             for map in [&obj.attrs, &obj.omap] {
                 out.put_u32(count(map.len()));
@@ -89,6 +97,10 @@ pub fn encode_table(t: &MetaTable) -> Vec<u8> {
                 }
             }
         }
+    }
+    out.put_u32(count(t.sums().intent_pages()));
+    for p in t.sums().intents() {
+        out.put_u64(p);
     }
     debug_assert_eq!(out.len() as u64, t.approx_bytes(), "running total drifted");
     out
@@ -102,7 +114,7 @@ fn count(n: usize) -> u32 {
 /// Decodes a checkpoint payload, checking everything listed in the module docs.
 pub fn decode_table(bytes: &[u8]) -> Result<MetaTable, StoreError> {
     decode(&mut Reader::new(bytes))
-        .map(MetaTable::from_colls)
+        .map(|(colls, sums)| MetaTable::from_parts(colls, sums))
         .map_err(|e| StoreError::Corrupt(format!("checkpoint payload: {e}")))
 }
 
@@ -112,7 +124,8 @@ fn bad(what: &'static str, value: u64) -> DecodeError {
     DecodeError::Bad { what, value }
 }
 
-fn decode(r: &mut Reader<'_>) -> Result<Colls, DecodeError> {
+fn decode(r: &mut Reader<'_>) -> Result<(Colls, PageSums), DecodeError> {
+    let mut sums = PageSums::default();
     let version = r.u32("checkpoint version")?;
     if version != CHECKPOINT_VERSION {
         return Err(bad("checkpoint version", version.into()));
@@ -134,19 +147,32 @@ fn decode(r: &mut Reader<'_>) -> Result<Colls, DecodeError> {
             if prev_name.as_ref().is_some_and(|p| name <= *p) {
                 return Err(bad("object name (out of order) at index", i as u64));
             }
-            let obj = decode_object(r)?;
+            let obj = decode_object(r, &mut sums)?;
             prev_name = Some(name.clone());
             objs.insert(name, obj);
         }
         colls.insert(id, objs);
     }
+    let n_intents = r.count("intent count", 8)?;
+    let mut prev = None;
+    for _ in 0..n_intents {
+        let p = r.u64("intent page")?;
+        if prev.is_some_and(|q| p <= q) || p >= MAX_DEVICE_PAGES {
+            return Err(bad(
+                "intent page (out of order or past the device limit)",
+                p,
+            ));
+        }
+        prev = Some(p);
+        sums.open_intent(p, 1);
+    }
     if !r.is_empty() {
         return Err(bad("trailing bytes", r.remaining() as u64));
     }
-    Ok(colls)
+    Ok((colls, sums))
 }
 
-fn decode_object(r: &mut Reader<'_>) -> Result<Object, DecodeError> {
+fn decode_object(r: &mut Reader<'_>, sums: &mut PageSums) -> Result<Object, DecodeError> {
     let size = r.u64("object size")?;
     let n_ext = r.count("extent count", EXTENT_RECORD_BYTES as usize)?;
     let mut extents = BTreeMap::new();
@@ -165,9 +191,19 @@ fn decode_object(r: &mut Reader<'_>) -> Result<Object, DecodeError> {
             .checked_add(pages.into())
             .filter(|&end| end <= MAX_OBJECT_PAGES)
             .ok_or_else(|| bad("extent lpage (past the object limit)", lpage))?;
-        if phys.checked_add(pages.into()).is_none() {
-            return Err(bad("extent phys (overflows)", phys));
+        if phys
+            .checked_add(pages.into())
+            .is_none_or(|e| e > MAX_DEVICE_PAGES)
+        {
+            return Err(bad("extent phys (past the device limit)", phys));
         }
+        if r.remaining() < pages as usize * 4 {
+            return Err(bad("extent sums (truncated) at page", phys));
+        }
+        let page_sums = (0..pages)
+            .map(|_| r.u32("page sum"))
+            .collect::<Result<Vec<_>, _>>()?;
+        sums.set(phys, &page_sums);
         next_free = end;
         extents.insert(lpage, Extent { phys, pages });
     }
@@ -228,6 +264,11 @@ mod tests {
                 phys: 77,
                 pages: 2,
             },
+            Delta::Csum {
+                phys: 77,
+                sums: vec![0xaabb_ccdd, 7],
+            },
+            Delta::OpenIntent { phys: 78, pages: 1 },
             Delta::SetAttr {
                 coll: 2,
                 name: name(),
@@ -247,16 +288,16 @@ mod tests {
     }
 
     #[test]
-    fn empty_table_is_eight_bytes() {
+    fn empty_table_is_twelve_bytes() {
         let v = encode_table(&MetaTable::new());
-        assert_eq!(v, [1, 0, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(v, [2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
         assert_eq!(decode_table(&v).unwrap(), MetaTable::new());
     }
 
     #[test]
     fn byte_layout_matches_the_diagram() {
         let mut want = Vec::new();
-        want.put_u32(1);
+        want.put_u32(2);
         want.put_u32(2);
         want.put_u64(2);
         want.put_u32(1);
@@ -266,6 +307,8 @@ mod tests {
         want.put_u64(1);
         want.put_u64(77);
         want.put_u32(2);
+        want.put_u32(0xaabb_ccdd);
+        want.put_u32(7);
         want.put_u32(1);
         want.put_bytes(b"k");
         want.put_bytes(b"v");
@@ -274,6 +317,8 @@ mod tests {
         want.put_bytes(b"");
         want.put_u64(9);
         want.put_u32(0);
+        want.put_u32(1);
+        want.put_u64(78);
         let t = sample();
         assert_eq!(encode_table(&t), want);
         assert_eq!(t.approx_bytes(), want.len() as u64);
@@ -289,7 +334,7 @@ mod tests {
         v.push(0);
         assert!(matches!(decode_table(&v), Err(StoreError::Corrupt(_))));
         let mut v = encode_table(&sample());
-        v[0] = 2;
+        v[0] = 1;
         assert!(decode_table(&v).is_err());
     }
 
@@ -301,7 +346,7 @@ mod tests {
         keys: &[&[u8]],
     ) -> Vec<u8> {
         let mut v = Vec::new();
-        v.put_u32(1);
+        v.put_u32(2);
         v.put_u32(ids.len() as u32);
         for &id in ids {
             v.put_u64(id);
@@ -314,6 +359,9 @@ mod tests {
                     v.put_u64(l);
                     v.put_u64(p);
                     v.put_u32(n);
+                    for i in 0..n {
+                        v.put_u32(i + 1);
+                    }
                 }
                 v.put_u32(keys.len() as u32);
                 for k in keys {
@@ -323,6 +371,7 @@ mod tests {
                 v.put_u32(0);
             }
         }
+        v.put_u32(0);
         v
     }
 
@@ -349,6 +398,7 @@ mod tests {
             payload(&[1], &[b"a"], &[(MAX_OBJECT_PAGES, 10, 1)], &[]),
             payload(&[1], &[b"a"], &[(u64::MAX, 10, 1)], &[]),
             payload(&[1], &[b"a"], &[(0, u64::MAX, 1)], &[]),
+            payload(&[1], &[b"a"], &[(0, MAX_DEVICE_PAGES, 1)], &[]),
             payload(&[1], &[b"a"], &[], &[b"y", b"x"]),
             payload(&[1], &[b"a"], &[], &[b"x", b"x"]),
             payload(&[1], &[&[b'n'; MAX_NAME_BYTES + 1]], &[], &[]),
@@ -360,6 +410,28 @@ mod tests {
                 "case {i} accepted"
             );
         }
+    }
+
+    #[test]
+    fn intents_must_be_increasing_and_on_the_device() {
+        for pages in [[5u64, 5], [6, 5], [1, MAX_DEVICE_PAGES]] {
+            let mut v = Vec::new();
+            v.put_u32(2);
+            v.put_u32(0);
+            v.put_u32(2);
+            v.put_u64(pages[0]);
+            v.put_u64(pages[1]);
+            assert!(decode_table(&v).is_err(), "{pages:?}");
+        }
+        let mut v = Vec::new();
+        v.put_u32(2);
+        v.put_u32(0);
+        v.put_u32(2);
+        v.put_u64(5);
+        v.put_u64(9);
+        let t = decode_table(&v).unwrap();
+        assert_eq!(t.sums().intents().collect::<Vec<_>>(), vec![5, 9]);
+        assert_eq!(encode_table(&t), v);
     }
 
     #[test]

@@ -108,4 +108,27 @@ pub enum Delta {
         /// Key.
         key: Vec<u8>,
     },
+    /// Record the crc32c of device pages from `phys`, one per page (the transaction that
+    /// wrote those pages carries it; docs/integrity.md).
+    Csum {
+        /// First device page.
+        phys: u64,
+        /// One sum per page (at least one).
+        sums: Vec<u32>,
+    },
+    /// Open overwrite intents on device pages `[phys, phys + pages)`: a metadata-only
+    /// overwrite may be rewriting them in place.
+    OpenIntent {
+        /// First device page.
+        phys: u64,
+        /// Pages (at least one).
+        pages: u32,
+    },
+    /// Close the intents on device pages `[phys, phys + pages)` (no-op where none is open).
+    CloseIntent {
+        /// First device page.
+        phys: u64,
+        /// Pages (at least one).
+        pages: u32,
+    },
 }

@@ -17,17 +17,23 @@
 //! | 9 | `RmAttr` | `u64 coll, name, key` |
 //! | 10 | `OmapSet` | `u64 coll, name, key, value` |
 //! | 11 | `OmapRm` | `u64 coll, name, key` |
+//! | 12 | `Csum` | `u64 phys, u32 count, count x u32 crc32c` |
+//! | 13 | `OpenIntent` | `u64 phys, u32 pages` |
+//! | 14 | `CloseIntent` | `u64 phys, u32 pages` |
 //!
 //! `name` holds at most [`MAX_NAME_BYTES`], `key` at most [`MAX_KEY_BYTES`] and `value` at
 //! most [`MAX_VALUE_BYTES`]. Tags are part of the on-media format: never renumber one; a new
 //! delta takes the next free number. Tag 0 is never used (a zeroed buffer is not a delta).
 //!
-//! Decoding refuses an unknown tag, an over-long byte string and a `Map` of zero pages; it
+//! Decoding refuses an unknown tag, an over-long byte string, a `Map`, `Csum` or intent of
+//! zero pages and a `Csum` of more pages than a transaction may write; it
 //! reads exactly one delta and leaves the rest of the input to the caller.
 
 use crate::codec::{DecodeError, Put, Reader};
 use crate::meta::Delta;
-use crate::types::{CollId, MAX_KEY_BYTES, MAX_NAME_BYTES, MAX_VALUE_BYTES};
+use crate::types::{
+    CollId, MAX_KEY_BYTES, MAX_NAME_BYTES, MAX_TXN_DATA_BYTES, MAX_VALUE_BYTES, PAGE,
+};
 
 const MK_COLL: u8 = 1;
 const RM_COLL: u8 = 2;
@@ -40,6 +46,12 @@ const SET_ATTR: u8 = 8;
 const RM_ATTR: u8 = 9;
 const OMAP_SET: u8 = 10;
 const OMAP_RM: u8 = 11;
+const CSUM: u8 = 12;
+const OPEN_INTENT: u8 = 13;
+const CLOSE_INTENT: u8 = 14;
+
+/// Most sums one `Csum` delta may carry: the pages of the largest transaction.
+pub const MAX_CSUM_PAGES: usize = (MAX_TXN_DATA_BYTES / PAGE) as usize + 2;
 
 impl Delta {
     /// Appends the encoding to `out`.
@@ -124,17 +136,67 @@ impl Delta {
                 head(out, OMAP_RM, *coll, name);
                 key_value(out, key, None);
             }
+            Delta::Csum { phys, sums } => {
+                out.put_u8(CSUM);
+                out.put_u64(*phys);
+                out.put_u32(sums.len() as u32);
+                for s in sums {
+                    out.put_u32(*s);
+                }
+            }
+            Delta::OpenIntent { phys, pages } | Delta::CloseIntent { phys, pages } => {
+                let tag = if matches!(self, Delta::OpenIntent { .. }) {
+                    OPEN_INTENT
+                } else {
+                    CLOSE_INTENT
+                };
+                out.put_u8(tag);
+                out.put_u64(*phys);
+                out.put_u32(*pages);
+            }
         }
     }
 
     /// Decodes one delta from the front of `r`.
     pub fn decode(r: &mut Reader<'_>) -> Result<Delta, DecodeError> {
         let tag = r.u8("delta tag")?;
-        if !(MK_COLL..=OMAP_RM).contains(&tag) {
+        if !(MK_COLL..=CLOSE_INTENT).contains(&tag) {
             return Err(DecodeError::Bad {
                 what: "delta tag",
                 value: tag.into(),
             });
+        }
+        match tag {
+            CSUM => {
+                let phys = r.u64("csum phys")?;
+                let n = r.count("csum count", 4)?;
+                if n == 0 || n > MAX_CSUM_PAGES {
+                    return Err(DecodeError::Bad {
+                        what: "csum count",
+                        value: n as u64,
+                    });
+                }
+                let sums = (0..n)
+                    .map(|_| r.u32("csum"))
+                    .collect::<Result<Vec<_>, _>>()?;
+                return Ok(Delta::Csum { phys, sums });
+            }
+            OPEN_INTENT | CLOSE_INTENT => {
+                let phys = r.u64("intent phys")?;
+                let pages = r.u32("intent pages")?;
+                if pages == 0 {
+                    return Err(DecodeError::Bad {
+                        what: "intent pages",
+                        value: 0,
+                    });
+                }
+                return Ok(if tag == OPEN_INTENT {
+                    Delta::OpenIntent { phys, pages }
+                } else {
+                    Delta::CloseIntent { phys, pages }
+                });
+            }
+            _ => {}
         }
         let coll = r.u64("collection id")?;
         match tag {
@@ -258,6 +320,18 @@ mod tests {
                 name: n(),
                 key: b"x".to_vec(),
             },
+            Delta::Csum {
+                phys: 77,
+                sums: vec![0, u32::MAX, 0xdead_beef],
+            },
+            Delta::OpenIntent {
+                phys: u64::MAX - 1,
+                pages: 1,
+            },
+            Delta::CloseIntent {
+                phys: 3,
+                pages: u32::MAX,
+            },
         ]
     }
 
@@ -299,7 +373,7 @@ mod tests {
 
     #[test]
     fn refuses_bad_tags_zero_page_maps_and_long_strings() {
-        for tag in [0u8, 12, 255] {
+        for tag in [0u8, 15, 255] {
             assert_eq!(
                 Delta::decode(&mut Reader::new(&[tag])),
                 Err(DecodeError::Bad {
@@ -326,6 +400,24 @@ mod tests {
                 ..
             })
         ));
+        for bad in [
+            vec![CSUM, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+            vec![OPEN_INTENT, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+            vec![CLOSE_INTENT, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+        ] {
+            assert!(
+                matches!(
+                    Delta::decode(&mut Reader::new(&bad)),
+                    Err(DecodeError::Bad { .. })
+                ),
+                "zero pages of tag {}",
+                bad[0]
+            );
+        }
+        let mut v = vec![CSUM];
+        v.put_u64(1);
+        v.put_u32(MAX_CSUM_PAGES as u32 + 1);
+        assert!(Delta::decode(&mut Reader::new(&v)).is_err());
         let mut v = vec![CREATE];
         v.put_u64(1);
         v.put_bytes(&[b'n'; MAX_NAME_BYTES + 1]);

@@ -26,8 +26,11 @@ use std::collections::BTreeMap;
 
 use crate::types::Extent;
 
-/// Encoded bytes of one extent in a checkpoint record: `u64 lpage, u64 phys, u32 pages`.
+/// Encoded bytes of one extent in a checkpoint record, less its sums: `u64 lpage, u64 phys,
+/// u32 pages`.
 pub(crate) const EXTENT_RECORD_BYTES: u64 = 8 + 8 + 4;
+/// Encoded bytes of one mapped page's crc32c in a checkpoint record.
+pub(crate) const PAGE_SUM_BYTES: u64 = 4;
 /// Encoded bytes of an object record without its name, extents, attributes and omap:
 /// `u64 size, u32 extent count, u32 attr count, u32 omap count`.
 pub(crate) const OBJECT_FIXED_BYTES: u64 = 8 + 4 + 4 + 4;
@@ -76,7 +79,10 @@ impl Object {
     ///
     /// If `ext.pages` is 0, or `lpage + ext.pages` or `ext.phys + ext.pages` overflows u64
     /// (callers validate deltas first; see `MetaTable::apply`).
-    pub fn map(&mut self, lpage: u64, ext: Extent, freed: &mut Vec<Extent>) {
+    ///
+    /// Returns how many logical pages were mapped in the range before (the map's page count
+    /// grows by `ext.pages` less that).
+    pub fn map(&mut self, lpage: u64, ext: Extent, freed: &mut Vec<Extent>) -> u64 {
         assert!(ext.pages >= 1, "map of an empty extent at lpage {lpage}");
         let pages = u64::from(ext.pages);
         let end = lpage
@@ -86,7 +92,9 @@ impl Object {
             .phys
             .checked_add(pages)
             .expect("physical range of a map overflows u64");
+        let mut removed = 0;
         self.remove_range(lpage, end, |piece| {
+            removed += u64::from(piece.pages);
             // Keep out of `freed` whatever the new extent maps again.
             if piece.phys < ext.phys {
                 let hi = piece.end().min(ext.phys);
@@ -98,14 +106,19 @@ impl Object {
             }
         });
         self.insert_merged(lpage, ext);
+        removed
     }
 
     /// Unmaps logical pages `[lpage, lpage + pages)` (the end saturates at `u64::MAX`),
-    /// pushing the removed physical pages to `freed` in logical order.
-    pub fn unmap(&mut self, lpage: u64, pages: u64, freed: &mut Vec<Extent>) {
+    /// pushing the removed physical pages to `freed` in logical order. Returns the number of
+    /// pages unmapped.
+    pub fn unmap(&mut self, lpage: u64, pages: u64, freed: &mut Vec<Extent>) -> u64 {
+        let mut removed = 0;
         self.remove_range(lpage, lpage.saturating_add(pages), |piece| {
+            removed += u64::from(piece.pages);
             freed.push(piece)
         });
+        removed
     }
 
     /// The logical range `[lpage, lpage + pages)` (end saturating at `u64::MAX`) cut into
@@ -137,10 +150,11 @@ impl Object {
 
     /// Size of this object's checkpoint record, less its name (the table, which knows the
     /// name, adds `4 + name length`). Currently exact; treat it as an estimate.
-    /// O(attributes + omap keys).
+    /// O(extents + attributes + omap keys).
     pub fn approx_bytes(&self) -> u64 {
         OBJECT_FIXED_BYTES
             + self.extents.len() as u64 * EXTENT_RECORD_BYTES
+            + self.mapped_pages() * PAGE_SUM_BYTES
             + self
                 .attrs
                 .iter()
@@ -484,13 +498,17 @@ mod tests {
         let mut o = two_extents();
         assert_eq!(
             o.approx_bytes(),
-            OBJECT_FIXED_BYTES + 2 * EXTENT_RECORD_BYTES
+            OBJECT_FIXED_BYTES + 2 * EXTENT_RECORD_BYTES + 20 * PAGE_SUM_BYTES
         );
         o.attrs.insert(b"k".to_vec(), b"vv".to_vec());
         o.omap.insert(b"key".to_vec(), Vec::new());
         assert_eq!(
             o.approx_bytes(),
-            OBJECT_FIXED_BYTES + 2 * EXTENT_RECORD_BYTES + (4 + 1 + 4 + 2) + (4 + 3 + 4)
+            OBJECT_FIXED_BYTES
+                + 2 * EXTENT_RECORD_BYTES
+                + 20 * PAGE_SUM_BYTES
+                + (4 + 1 + 4 + 2)
+                + (4 + 3 + 4)
         );
     }
 }

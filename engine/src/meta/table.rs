@@ -19,6 +19,10 @@
 //! | `Unmap` | `Corrupt` | `Corrupt` | [`Object::unmap`] |
 //! | `SetAttr`, `OmapSet` | `Corrupt` | `Corrupt` | inserts or replaces the key |
 //! | `RmAttr`, `OmapRm` | no-op | no-op | removes the key (no-op if missing) |
+//! | `Csum` | — | — | records the pages' sums ([`PageSums`]) |
+//! | `OpenIntent`, `CloseIntent` | — | — | opens or closes intents on the pages |
+//!
+//! Pages an `apply` frees lose their sums and intents.
 //!
 //! Planning never emits a delta that this table answers with `Corrupt`, so meeting one at
 //! replay means the journal is corrupt. `apply` also refuses (with `Corrupt`) a delta that
@@ -42,17 +46,26 @@
 use std::collections::BTreeMap;
 
 use crate::error::StoreError;
-use crate::meta::object::{bytes_record, pair_record, Object, EXTENT_RECORD_BYTES};
+use crate::meta::delta_codec::MAX_CSUM_PAGES;
+use crate::meta::object::{bytes_record, pair_record, Object, EXTENT_RECORD_BYTES, PAGE_SUM_BYTES};
+use crate::meta::sums::PageSums;
 use crate::meta::Delta;
 use crate::types::{
     CollId, Extent, ObjKey, MAX_KEY_BYTES, MAX_NAME_BYTES, MAX_OBJECT_BYTES, MAX_VALUE_BYTES, PAGE,
 };
 
+/// Device pages a store may address (a 256 TiB device): bounds what a `Csum` or intent may
+/// name, so a corrupt record cannot make the sum array grow without bound.
+pub const MAX_DEVICE_PAGES: u64 = 1 << 36;
+
 /// Logical pages an object may map: `[0, MAX_OBJECT_PAGES)`.
 pub const MAX_OBJECT_PAGES: u64 = MAX_OBJECT_BYTES / PAGE;
 
-/// Checkpoint payload bytes before the first collection: `u32 version, u32 collection count`.
-pub(crate) const TABLE_HEADER_BYTES: u64 = 4 + 4;
+/// Checkpoint payload bytes outside collections: `u32 version, u32 collection count` before
+/// them, `u32 intent count` after.
+pub(crate) const TABLE_HEADER_BYTES: u64 = 4 + 4 + 4;
+/// Checkpoint bytes of one open intent page: `u64 phys`.
+pub(crate) const INTENT_RECORD_BYTES: u64 = 8;
 /// Checkpoint bytes of a collection before its objects: `u64 id, u32 object count`.
 pub(crate) const COLL_HEADER_BYTES: u64 = 8 + 4;
 
@@ -65,6 +78,8 @@ pub(crate) fn object_record_bytes(name: &[u8], obj: &Object) -> u64 {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct MetaTable {
     colls: BTreeMap<CollId, BTreeMap<Vec<u8>, Object>>,
+    /// Sums of mapped pages and open intents.
+    sums: PageSums,
     /// Checkpoint payload bytes after the table header (running total).
     body_bytes: u64,
 }
@@ -75,8 +90,11 @@ impl MetaTable {
         Self::default()
     }
 
-    /// A table holding `colls` (the checkpoint decoder's constructor).
-    pub(super) fn from_colls(colls: BTreeMap<CollId, BTreeMap<Vec<u8>, Object>>) -> Self {
+    /// A table holding `colls`, `sums` and intents (the checkpoint decoder's constructor).
+    pub(super) fn from_parts(
+        colls: BTreeMap<CollId, BTreeMap<Vec<u8>, Object>>,
+        sums: PageSums,
+    ) -> Self {
         let body_bytes = colls
             .values()
             .map(|objs| {
@@ -86,8 +104,18 @@ impl MetaTable {
                         .map(|(n, o)| object_record_bytes(n, o))
                         .sum::<u64>()
             })
-            .sum();
-        Self { colls, body_bytes }
+            .sum::<u64>()
+            + sums.intent_pages() as u64 * INTENT_RECORD_BYTES;
+        Self {
+            colls,
+            sums,
+            body_bytes,
+        }
+    }
+
+    /// Sums of mapped pages and open intents.
+    pub fn sums(&self) -> &PageSums {
+        &self.sums
     }
 
     /// Collections and their objects, in key order (the checkpoint encoder's view).
@@ -99,7 +127,30 @@ impl MetaTable {
     /// `freed`. On error the table is unchanged.
     pub fn apply(&mut self, d: &Delta, freed: &mut Vec<Extent>) -> Result<(), StoreError> {
         validate(d)?;
+        let freed_before = freed.len();
+        self.apply_inner(d, freed)?;
+        let intents_before = self.sums.intent_pages();
+        for e in &freed[freed_before..] {
+            self.sums.forget(e.phys, u64::from(e.pages));
+        }
+        self.body_bytes -= (intents_before - self.sums.intent_pages()) as u64 * INTENT_RECORD_BYTES;
+        Ok(())
+    }
+
+    fn apply_inner(&mut self, d: &Delta, freed: &mut Vec<Extent>) -> Result<(), StoreError> {
         match d {
+            Delta::Csum { phys, sums } => self.sums.set(*phys, sums),
+            Delta::OpenIntent { phys, pages } | Delta::CloseIntent { phys, pages } => {
+                let before = self.sums.intent_pages() as u64;
+                if matches!(d, Delta::OpenIntent { .. }) {
+                    self.sums.open_intent(*phys, u64::from(*pages));
+                } else {
+                    self.sums.close_intent(*phys, u64::from(*pages));
+                }
+                self.body_bytes = self.body_bytes
+                    + self.sums.intent_pages() as u64 * INTENT_RECORD_BYTES
+                    - before * INTENT_RECORD_BYTES;
+            }
             Delta::MkColl { coll } => {
                 if !self.colls.contains_key(coll) {
                     self.colls.insert(*coll, BTreeMap::new());
@@ -190,9 +241,12 @@ impl MetaTable {
                     phys: *phys,
                     pages: *pages,
                 };
-                obj.map(*lpage, ext, freed);
-                self.body_bytes = self.body_bytes + obj.extents.len() as u64 * EXTENT_RECORD_BYTES
-                    - before * EXTENT_RECORD_BYTES;
+                let replaced = obj.map(*lpage, ext, freed);
+                self.body_bytes = self.body_bytes
+                    + obj.extents.len() as u64 * EXTENT_RECORD_BYTES
+                    + u64::from(*pages) * PAGE_SUM_BYTES
+                    - before * EXTENT_RECORD_BYTES
+                    - replaced * PAGE_SUM_BYTES;
             }
             Delta::Unmap {
                 coll,
@@ -204,9 +258,10 @@ impl MetaTable {
                     return Err(missing(d, "object"));
                 };
                 let before = obj.extents.len() as u64;
-                obj.unmap(*lpage, *pages, freed);
+                let removed = obj.unmap(*lpage, *pages, freed);
                 self.body_bytes = self.body_bytes + obj.extents.len() as u64 * EXTENT_RECORD_BYTES
-                    - before * EXTENT_RECORD_BYTES;
+                    - before * EXTENT_RECORD_BYTES
+                    - removed * PAGE_SUM_BYTES;
             }
         }
         Ok(())
@@ -284,6 +339,9 @@ fn kind(d: &Delta) -> &'static str {
         Delta::RmAttr { .. } => "RmAttr",
         Delta::OmapSet { .. } => "OmapSet",
         Delta::OmapRm { .. } => "OmapRm",
+        Delta::Csum { .. } => "Csum",
+        Delta::OpenIntent { .. } => "OpenIntent",
+        Delta::CloseIntent { .. } => "CloseIntent",
     }
 }
 
@@ -291,6 +349,7 @@ fn kind(d: &Delta) -> &'static str {
 fn target(d: &Delta) -> (CollId, &[u8]) {
     match d {
         Delta::MkColl { coll } | Delta::RmColl { coll } => (*coll, &[]),
+        Delta::Csum { .. } | Delta::OpenIntent { .. } | Delta::CloseIntent { .. } => (0, &[]),
         Delta::Create { coll, name }
         | Delta::Remove { coll, name }
         | Delta::SetSize { coll, name, .. }
@@ -357,7 +416,30 @@ fn validate(d: &Delta) -> Result<(), StoreError> {
                 return Err(refuse(d, format!("device pages {phys} + {n} overflow")));
             }
         }
+        Delta::Csum { phys, sums } => {
+            if sums.is_empty() || sums.len() > MAX_CSUM_PAGES {
+                return Err(refuse(d, format!("{} sums", sums.len())));
+            }
+            device_range(d, *phys, sums.len() as u64)?;
+        }
+        Delta::OpenIntent { phys, pages } | Delta::CloseIntent { phys, pages } => {
+            if *pages == 0 {
+                return Err(refuse(d, "intent of 0 pages".into()));
+            }
+            device_range(d, *phys, u64::from(*pages))?;
+        }
         _ => {}
+    }
+    Ok(())
+}
+
+/// Refuses device pages `[phys, phys + n)` past [`MAX_DEVICE_PAGES`].
+fn device_range(d: &Delta, phys: u64, n: u64) -> Result<(), StoreError> {
+    if phys.checked_add(n).is_none_or(|end| end > MAX_DEVICE_PAGES) {
+        return Err(refuse(
+            d,
+            format!("device pages {phys} + {n} pass the device limit"),
+        ));
     }
     Ok(())
 }
@@ -386,7 +468,7 @@ mod tests {
     fn exact(t: &MetaTable) {
         assert_eq!(
             t.approx_bytes(),
-            MetaTable::from_colls(t.colls.clone()).approx_bytes()
+            MetaTable::from_parts(t.colls.clone(), t.sums.clone()).approx_bytes()
         );
     }
 

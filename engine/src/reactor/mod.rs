@@ -55,7 +55,7 @@ pub use stats::{LoopStats, ReactorStats};
 use crate::error::{Result, StoreError};
 use crate::fsck::FsckReport;
 use crate::shard::recovery::ReplayReport;
-use crate::shard::{Phase, ShardConfig, ShardStats};
+use crate::shard::{Phase, ShardConfig};
 use crate::store::{route, shard_for, ObjStat, Store, StoreStats};
 use crate::superblock::Superblock;
 use crate::txn::Transaction;
@@ -140,19 +140,7 @@ impl EngineStats {
     pub fn total(&self) -> StoreStats {
         let mut s = StoreStats::default();
         for r in &self.reactors {
-            let x = &r.shard;
-            let t: &mut ShardStats = &mut s.shards;
-            t.txns_committed += x.txns_committed;
-            t.txns_failed += x.txns_failed;
-            t.client_bytes += x.client_bytes;
-            t.full_journal_txns += x.full_journal_txns;
-            t.batches += x.batches;
-            t.batch_entries += x.batch_entries;
-            t.batch_bytes += x.batch_bytes;
-            t.flushes += x.flushes;
-            t.checkpoints += x.checkpoints;
-            t.fresh_pages += x.fresh_pages;
-            t.overwrite_pages += x.overwrite_pages;
+            s.shards.add(&r.shard);
             s.data_io = s.data_io.merged(&r.data_io);
             s.journal_io = s.journal_io.merged(&r.journal_io);
         }

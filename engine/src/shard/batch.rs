@@ -112,7 +112,10 @@ impl<Q: QueuePair> Shard<Q> {
             // Let the batch grow while earlier ones finish, unless they are slow.
             return !waited;
         }
-        let more_coming = self.txns.iter().any(|(_, t)| t.state == TxnState::Writing);
+        // Parallel-commit entries are ready while their data is written: not more coming.
+        let more_coming = self.txns.iter().any(|(_, t)| {
+            t.state == TxnState::Writing && t.path != super::path::CommitPath::Parallel
+        });
         more_coming && !waited
     }
 
@@ -153,8 +156,14 @@ impl<Q: QueuePair> Shard<Q> {
             data[at..at + t.entry.len()].copy_from_slice(&t.entry);
             at += t.entry.len();
             t.entry = Vec::new();
-            t.state = TxnState::InBatch;
-            depends_on_data |= !t.full && t.planned.as_ref().is_some_and(|p| !p.runs.is_empty());
+            let serial_data = !t.full
+                && !t.intent_pending
+                && t.path != super::path::CommitPath::Parallel
+                && t.planned.as_ref().is_some_and(|p| !p.runs.is_empty());
+            if t.state != TxnState::Writing {
+                t.state = TxnState::InBatch; // a parallel entry keeps writing its data
+            }
+            depends_on_data |= serial_data;
         }
         let header = BatchHeader {
             seq: self.journal.next_seq,
@@ -165,6 +174,7 @@ impl<Q: QueuePair> Shard<Q> {
             entries: n as u32,
             prev_crc: self.journal.prev_crc,
             payload_crc: crc32c::crc32c(&data[HEADER_BYTES..HEADER_BYTES + payload]),
+            confirmed: self.journal.durable_seq,
         };
         let crc = header.encode(&mut data);
         // Where it goes: split in two where it wraps around the ring.
@@ -219,6 +229,25 @@ impl<Q: QueuePair> Shard<Q> {
         true
     }
 
+    /// Commits batches in sequence order: only a written batch with every earlier one
+    /// committed, and only once the data of its parallel-commit entries is durable.
+    pub(crate) fn commit_batches(&mut self) {
+        while let Some(b) = self.batches.front() {
+            let data_pending = b.entries.iter().any(|&slot| {
+                let t = &self.txns[slot];
+                t.path == super::path::CommitPath::Parallel && !t.intent_pending && !t.data_done
+            });
+            if b.phase != BatchPhase::Written || data_pending {
+                return;
+            }
+            let b = self.batches.pop_front().expect("front exists");
+            self.journal.durable_seq = b.seq;
+            for slot in b.entries {
+                self.commit(slot, b.seq);
+            }
+        }
+    }
+
     fn batch_index(&self, seq: u64) -> usize {
         let first = self.batches.front().expect("a batch job completes").seq;
         let i = (seq - first) as usize;
@@ -245,19 +274,7 @@ impl<Q: QueuePair> Shard<Q> {
                 if b.write.done() {
                     b.phase = BatchPhase::Written;
                 }
-                // Commit in sequence order: only a written batch with every earlier one
-                // committed.
-                while self
-                    .batches
-                    .front()
-                    .is_some_and(|b| b.phase == BatchPhase::Written)
-                {
-                    let b = self.batches.pop_front().expect("front exists");
-                    self.journal.durable_seq = b.seq;
-                    for slot in b.entries {
-                        self.commit(slot, b.seq);
-                    }
-                }
+                self.commit_batches();
             }
             JobKind::CkptFlush | JobKind::Ckpt => self.on_ckpt_job_done(kind),
         }

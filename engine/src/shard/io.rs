@@ -17,9 +17,8 @@ pub(crate) enum Owner {
     Data(usize),
     /// A home-location write of a transaction that went through the full journal.
     Home(usize),
-    /// A client read: (read slot, byte offset in its output, bytes to skip at the start of
-    /// the buffer, bytes to copy).
-    Read(usize, usize, usize, usize),
+    /// A client read: (read slot, index of the run in the slot).
+    Read(usize, usize),
     /// A journal-queue job (flush, batch, checkpoint).
     Job(JobKind),
 }

@@ -19,9 +19,12 @@ mod batch;
 mod checkpoint;
 mod io;
 mod locks;
+mod path;
 pub(crate) mod plan;
 mod read;
 pub(crate) mod recovery;
+mod scrub;
+mod verify;
 
 use std::collections::{HashMap, VecDeque};
 
@@ -40,7 +43,10 @@ pub(crate) use batch::SealedBatch;
 pub(crate) use checkpoint::CkptState;
 use io::{ChunkedWrite, IoTable, Owner};
 use locks::{LockSet, Locks};
+use path::CommitPath;
 use plan::{PlanOutcome, Planned, Planner};
+pub use scrub::{BadRange, ScrubCursor, ScrubReport};
+pub use verify::PageCheck;
 
 const PG: usize = PAGE as usize;
 
@@ -81,6 +87,14 @@ pub struct ShardConfig {
     pub checkpoint_fill: f64,
     /// Write data with FUA instead of flushing before each batch that depends on data.
     pub data_fua: bool,
+    /// Record an overwrite intent before a metadata-only transaction rewrites mapped pages in
+    /// place (one more ordered journal write for such a transaction), so that after a power
+    /// cut a torn overwrite is told from corruption (docs/integrity.md). Default on.
+    pub overwrite_intents: bool,
+    /// Write the record of a metadata-only transaction into fresh pages (or of an overwrite
+    /// within the device's atomic write unit) at the same time as its data, with the
+    /// data's sums: one device round trip instead of two. Default on.
+    pub parallel_commit: bool,
 }
 
 impl Default for ShardConfig {
@@ -98,6 +112,8 @@ impl Default for ShardConfig {
             max_txns: 4096,
             checkpoint_fill: 0.5,
             data_fua: false,
+            overwrite_intents: true,
+            parallel_commit: true,
         }
     }
 }
@@ -129,6 +145,58 @@ pub struct ShardStats {
     pub fresh_pages: u64,
     /// Pages rewritten in place.
     pub overwrite_pages: u64,
+    /// Transactions committed by parallel commit (record and data at once).
+    pub parallel_txns: u64,
+    /// Overwrite intents recorded (one per transaction that rewrote pages in place).
+    pub intents: u64,
+}
+
+impl ShardStats {
+    /// Applies `f` to every counter of `self` with the same counter of `x`.
+    fn zip(&mut self, x: &ShardStats, f: impl Fn(&mut u64, u64)) {
+        let ShardStats {
+            txns_committed,
+            txns_failed,
+            client_bytes,
+            full_journal_txns,
+            batches,
+            batch_entries,
+            overlapped_batches,
+            batch_bytes,
+            flushes,
+            checkpoints,
+            fresh_pages,
+            overwrite_pages,
+            parallel_txns,
+            intents,
+        } = self;
+        f(txns_committed, x.txns_committed);
+        f(txns_failed, x.txns_failed);
+        f(client_bytes, x.client_bytes);
+        f(full_journal_txns, x.full_journal_txns);
+        f(batches, x.batches);
+        f(batch_entries, x.batch_entries);
+        f(overlapped_batches, x.overlapped_batches);
+        f(batch_bytes, x.batch_bytes);
+        f(flushes, x.flushes);
+        f(checkpoints, x.checkpoints);
+        f(fresh_pages, x.fresh_pages);
+        f(overwrite_pages, x.overwrite_pages);
+        f(parallel_txns, x.parallel_txns);
+        f(intents, x.intents);
+    }
+
+    /// Adds `x`'s counters to these (stats of several shards).
+    pub fn add(&mut self, x: &ShardStats) {
+        self.zip(x, |a, b| *a += b);
+    }
+
+    /// These counters less `before`'s (what happened between two snapshots).
+    pub fn since(&self, before: &ShardStats) -> ShardStats {
+        let mut d = *self;
+        d.zip(before, |a, b| *a -= b);
+        d
+    }
 }
 
 /// What a shard has in flight (crash tests use it to choose where to cut the power).
@@ -165,6 +233,8 @@ struct TxnSlot {
     state: TxnState,
     /// Committed page contents read for planning, by device page.
     pages: HashMap<u64, Box<[u8]>>,
+    /// A prefetched page failed its checksum.
+    prefetch_error: Option<StoreError>,
     pending: u32,
     planned: Option<Planned>,
     /// Concatenated run data and where each run goes (for chunked writes).
@@ -172,12 +242,38 @@ struct TxnSlot {
     write: Option<ChunkedWrite>,
     entry: Vec<u8>,
     data_bytes: u64,
+    /// How its record reaches the journal (metadata-only transactions with data).
+    path: CommitPath,
+    /// Intent path: the intent record is in the journal queue; `entry` is the intent
+    /// record and the commit record waits here.
+    intent_pending: bool,
+    deferred_entry: Vec<u8>,
+    /// Parallel path: every data write has completed (durably).
+    data_done: bool,
+}
+
+/// One device read of a client read: pages `[phys, phys + pages)` holding logical pages
+/// from `lpage`, of which bytes `[skip, skip + len)` go to the output at `at`.
+struct ReadRun {
+    lpage: u64,
+    phys: u64,
+    pages: u64,
+    at: usize,
+    skip: usize,
+    len: usize,
 }
 
 struct ReadSlot {
+    key: crate::types::ObjKey,
     out: Vec<u8>,
+    runs: Vec<ReadRun>,
     pending: u32,
     error: Option<StoreError>,
+    /// A page being overwritten in place read as neither its old nor its new bytes: read
+    /// again once the overwrite is done.
+    retry: bool,
+    /// Check pages against their sums (client reads); scrub reads raw pages.
+    verify: bool,
 }
 
 /// One shard.
@@ -221,6 +317,9 @@ pub struct Shard<Q: QueuePair> {
     /// Home pages of full-journal transactions whose home writes are in flight:
     /// device page → (txn slot, byte offset in its data).
     overlay: HashMap<u64, (usize, usize)>,
+    /// Committed pages a metadata-only transaction is rewriting in place right now, with
+    /// the sum of their new bytes (reads accept either).
+    pub(crate) overwriting: HashMap<u64, u32>,
     reads: Slab<ReadSlot>,
     completions: VecDeque<(TxnId, Result<()>)>,
     next_txn: TxnId,
@@ -289,11 +388,16 @@ impl<Q: QueuePair> Shard<Q> {
             full,
             state: TxnState::Queued,
             pages: HashMap::new(),
+            prefetch_error: None,
             pending: 0,
             planned: None,
             data: Vec::new(),
             write: None,
             entry: Vec::new(),
+            path: CommitPath::Serial,
+            intent_pending: false,
+            deferred_entry: Vec::new(),
+            data_done: false,
         });
         self.queued.push_back(slot);
         Ok(id)
@@ -328,7 +432,9 @@ impl<Q: QueuePair> Shard<Q> {
     /// What is in flight now.
     pub fn phase(&self) -> Phase {
         Phase {
-            data_writes: self.txns.iter().any(|(_, t)| t.state == TxnState::Writing),
+            data_writes: self.txns.iter().any(|(_, t)| {
+                t.state == TxnState::Writing || (t.path == CommitPath::Parallel && !t.data_done)
+            }),
             batch: !self.batches.is_empty(),
             checkpoint: !matches!(self.ckpt, CkptState::Idle),
             home_writes: self
@@ -431,6 +537,16 @@ impl<Q: QueuePair> Shard<Q> {
         match owner {
             Owner::Prefetch(slot, phys, pages) => {
                 let buf = buf.expect("read returns its buffer");
+                if let Some(e) = self.check_prefetch(phys, buf.as_slice()) {
+                    let t = &mut self.txns[slot];
+                    t.pending -= 1;
+                    t.prefetch_error.get_or_insert(e);
+                    if t.pending == 0 {
+                        let e = t.prefetch_error.take().expect("just set");
+                        self.fail_planning(slot, e);
+                    }
+                    return;
+                }
                 let t = &mut self.txns[slot];
                 for i in 0..pages as usize {
                     let page: Box<[u8]> = buf.as_slice()[i * PG..(i + 1) * PG].into();
@@ -438,15 +554,28 @@ impl<Q: QueuePair> Shard<Q> {
                 }
                 t.pending -= 1;
                 if t.pending == 0 {
-                    self.plan_txn(slot);
+                    match t.prefetch_error.take() {
+                        Some(e) => self.fail_planning(slot, e),
+                        None => self.plan_txn(slot),
+                    }
                 }
             }
             Owner::Data(slot) => {
-                self.data_since_flush = true;
                 let t = &mut self.txns[slot];
                 let w = t.write.as_mut().expect("writing");
                 w.pending -= 1;
-                if w.done() {
+                let done = w.done();
+                if t.path == CommitPath::Parallel {
+                    // Durable at completion (FUA or no cache): its batch may commit.
+                    if done {
+                        t.write = None;
+                        t.data_done = true;
+                        self.commit_batches();
+                    }
+                    return;
+                }
+                self.data_since_flush = true;
+                if done {
                     t.write = None;
                     t.state = TxnState::Ready;
                     self.ready.push_back(slot);
@@ -460,11 +589,9 @@ impl<Q: QueuePair> Shard<Q> {
                     self.finish_home(slot);
                 }
             }
-            Owner::Read(slot, at, skip, len) => {
+            Owner::Read(slot, run) => {
                 let buf = buf.expect("read returns its buffer");
-                let r = &mut self.reads[slot];
-                r.out[at..at + len].copy_from_slice(&buf.as_slice()[skip..skip + len]);
-                r.pending -= 1;
+                self.on_read_done(slot, run, buf.as_slice());
             }
             Owner::Job(kind) => self.on_job_done(kind),
         }
@@ -504,6 +631,7 @@ impl<Q: QueuePair> Shard<Q> {
         self.queued.clear();
         self.ready.clear();
         self.writers.clear();
+        self.overwriting.clear();
     }
 
     // ---- transactions -------------------------------------------------------------------
@@ -589,12 +717,23 @@ impl<Q: QueuePair> Shard<Q> {
         }
     }
 
-    fn planned(&mut self, slot: usize, planned: Planned) {
+    fn planned(&mut self, slot: usize, mut planned: Planned) {
         let full = self.txns[slot].full;
         let max_entry = (self.ring_blocks() * u64::from(self.block_size()) / 4) as usize;
+        let path = if full || planned.runs.is_empty() {
+            CommitPath::Serial
+        } else {
+            self.commit_path(&planned)
+        };
+        if path == CommitPath::Intent {
+            // The commit record closes the intent.
+            planned.deltas.extend(path::intent_deltas(&planned, false));
+        }
         let t = &mut self.txns[slot];
         t.pages.clear();
+        t.path = path;
         let entry = Entry {
+            parallel: path == CommitPath::Parallel,
             txn_seq: t.id,
             deltas: planned.deltas.clone(),
             runs: if full {
@@ -657,9 +796,12 @@ impl<Q: QueuePair> Shard<Q> {
             segments.push((r.phys * bpp, start..t.data.len()));
         }
         let has_data = !segments.is_empty();
-        t.write = Some(ChunkedWrite::new(segments, self.cfg.data_fua));
-        t.planned = Some(planned);
+        // A parallel commit's data must be durable at completion.
+        let fua =
+            self.cfg.data_fua || (path == CommitPath::Parallel && self.geo.volatile_write_cache);
+        t.write = Some(ChunkedWrite::new(segments, fua));
         if full || !has_data {
+            t.planned = Some(planned);
             t.state = TxnState::Ready;
             if full {
                 // The home writes wait for the batch; keep the segments.
@@ -667,10 +809,65 @@ impl<Q: QueuePair> Shard<Q> {
                 t.write = None;
             }
             self.ready.push_back(slot);
-        } else {
-            t.state = TxnState::Writing;
-            self.writers.push_back(slot);
+            return;
         }
+        match path {
+            CommitPath::Serial => {
+                self.start_data_writes(slot, &planned);
+                self.txns[slot].planned = Some(planned);
+            }
+            CommitPath::Parallel => {
+                self.start_data_writes(slot, &planned);
+                let t = &mut self.txns[slot];
+                t.planned = Some(planned);
+                self.ready.push_back(slot);
+            }
+            CommitPath::Intent => {
+                let intent = Entry {
+                    txn_seq: t.id,
+                    deltas: path::intent_deltas(&planned, true),
+                    ..Entry::default()
+                };
+                t.deferred_entry = std::mem::take(&mut t.entry);
+                intent.encode(&mut t.entry);
+                t.intent_pending = true;
+                t.planned = Some(planned);
+                t.state = TxnState::Ready;
+                self.stats.intents += 1;
+                self.ready.push_back(slot);
+            }
+        }
+    }
+
+    /// Starts the data writes of a metadata-only transaction: pages it rewrites in place are
+    /// marked as being overwritten (reads accept their old or new bytes) until it commits.
+    fn start_data_writes(&mut self, slot: usize, planned: &Planned) {
+        for (phys, sum) in path::overwrite_sums(planned) {
+            self.overwriting.insert(phys, sum);
+        }
+        self.txns[slot].state = TxnState::Writing;
+        self.writers.push_back(slot);
+    }
+
+    /// The intent record of a transaction is durable: the intent is open (a checkpoint now
+    /// carries it), and the data may be written in place.
+    fn open_intent(&mut self, slot: usize) {
+        let t = &mut self.txns[slot];
+        let id = t.id;
+        let planned = t.planned.take().expect("intent of a planned transaction");
+        let mut freed = Vec::new();
+        for d in path::intent_deltas(&planned, true) {
+            if let Err(e) = self.table.apply(&d, &mut freed) {
+                self.fail(format!("opening the intent of txn {id}: {e}"));
+                return;
+            }
+        }
+        let t = &mut self.txns[slot];
+        debug_assert!(freed.is_empty(), "an intent frees nothing");
+        t.intent_pending = false;
+        t.entry = std::mem::take(&mut t.deferred_entry);
+        self.start_data_writes(slot, &planned);
+        self.txns[slot].planned = Some(planned);
     }
 
     /// Issues data and home writes as buffers and queue room allow.
@@ -709,12 +906,24 @@ impl<Q: QueuePair> Shard<Q> {
     /// The batch holding this transaction is durable: apply, acknowledge, then (full
     /// journal) write home.
     pub(crate) fn commit(&mut self, slot: usize, seq: u64) {
+        if self.txns[slot].intent_pending {
+            self.open_intent(slot);
+            return;
+        }
         let t = &mut self.txns[slot];
         let id = t.id;
         let planned = t
             .planned
             .take()
             .expect("committed transactions are planned");
+        if t.path == CommitPath::Parallel {
+            self.stats.parallel_txns += 1;
+        }
+        for &(phys, pages) in &planned.overwrites {
+            for p in phys..phys + u64::from(pages) {
+                self.overwriting.remove(&p);
+            }
+        }
         let mut freed = Vec::new();
         for d in &planned.deltas {
             if let Err(e) = self.table.apply(d, &mut freed) {

@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use crate::alloc::Allocator;
 use crate::error::StoreError;
-use crate::meta::{Delta, MetaTable, Object};
+use crate::meta::{page_sum, Delta, MetaTable, Object, MAX_CSUM_PAGES};
 use crate::txn::{Transaction, TxnOp};
 use crate::types::{CollId, Extent, ObjKey, MAX_TXN_DATA_BYTES, PAGE};
 
@@ -144,6 +144,15 @@ impl<'a> Planner<'a> {
                     phys,
                     data: data.into_vec(),
                 }),
+            }
+        }
+        // The sums of every page written, after the maps that place them.
+        for r in &self.out.runs {
+            for (i, chunk) in r.data.chunks(MAX_CSUM_PAGES * PG).enumerate() {
+                self.out.deltas.push(Delta::Csum {
+                    phys: r.phys + (i * MAX_CSUM_PAGES) as u64,
+                    sums: chunk.chunks(PG).map(page_sum).collect(),
+                });
             }
         }
     }
@@ -281,6 +290,41 @@ impl<'a> Planner<'a> {
             || self.obj(key).is_some_and(|o| phys_of(o, lpage).is_some())
     }
 
+    /// Before growing an object to `new_end` bytes: its last page, if partly past its size
+    /// and mapped, is rewritten to a fresh page rather than in place (copy on write). The
+    /// acknowledged bytes it holds are then never at risk of a torn write, and a growing
+    /// write stays a write to fresh pages only (atomic, and eligible for parallel commit).
+    fn cow_eof_page(&mut self, key: &ObjKey, new_end: u64) {
+        let Some(obj) = self.obj(key) else { return };
+        let size = obj.size;
+        if size % PAGE == 0 || new_end <= size {
+            return;
+        }
+        let lpage = size / PAGE;
+        let Some(phys) = phys_of(obj, lpage) else {
+            return;
+        };
+        if self.dirty.contains_key(&(key.clone(), lpage)) {
+            return;
+        }
+        let mut data = vec![0u8; PG].into_boxed_slice();
+        match self.pages.get(&phys) {
+            Some(old) => {
+                let valid = (size % PAGE) as usize;
+                data[..valid].copy_from_slice(&old[..valid]);
+            }
+            None => self.missing.push(phys),
+        }
+        self.dirty.insert(
+            (key.clone(), lpage),
+            Dirty {
+                phys: None,
+                fresh: true,
+                data,
+            },
+        );
+    }
+
     /// Before growing an object: zero what lies past its old size in its last page.
     fn zero_eof_tail(&mut self, key: &ObjKey) {
         let size = self.obj(key).map_or(0, |o| o.size);
@@ -329,10 +373,10 @@ impl<'a> Planner<'a> {
             {
                 n += 1;
             }
+            // Only a page copied on write (cow_eof_page) replaces a mapping.
             let mut freed = Vec::new();
             self.obj_mut(key)
                 .map(lp, Extent { phys, pages: n }, &mut freed);
-            debug_assert!(freed.is_empty(), "fresh pages replaced a mapping");
             self.out.deltas.push(Delta::Map {
                 coll: key.coll,
                 name: key.name.clone(),
@@ -383,12 +427,12 @@ impl<'a> Planner<'a> {
             } => {
                 let key = ObjKey::new(*coll, name.clone());
                 self.ensure_obj(&key)?;
-                self.zero(&key, *offset, *len);
+                self.zero(&key, *offset, *len)?;
             }
             TxnOp::Truncate { coll, name, size } => {
                 let key = ObjKey::new(*coll, name.clone());
                 self.need_obj(&key)?;
-                self.truncate(&key, *size);
+                self.truncate(&key, *size)?;
             }
             TxnOp::Remove { coll, name } => {
                 let key = ObjKey::new(*coll, name.clone());
@@ -472,8 +516,54 @@ impl<'a> Planner<'a> {
                 self.ensure_obj(&dst)?;
                 self.write(&dst, *dst_offset, &bytes)?;
             }
+            TxnOp::Acknowledge {
+                coll,
+                name,
+                offset,
+                len,
+            } => {
+                let key = ObjKey::new(*coll, name.clone());
+                self.need_obj(&key)?;
+                self.acknowledge(&key, *offset, *len);
+            }
         }
         Ok(())
+    }
+
+    /// Re-stamps the committed pages of `[offset, offset + len)` that are inside open
+    /// intents with the sums of their bytes on media, and closes those intents.
+    fn acknowledge(&mut self, key: &ObjKey, offset: u64, len: u64) {
+        if len == 0 {
+            return;
+        }
+        let first = offset / PAGE;
+        let end = (offset + len).div_ceil(PAGE);
+        let sums = self.table.sums();
+        self.obj(key);
+        let obj = self.shadow[key].as_ref().expect("checked");
+        let dirty = &self.dirty;
+        let torn: Vec<u64> = obj
+            .segments(first, end - first)
+            .filter_map(|s| s.phys.map(|p| (s.lpage, p, s.pages)))
+            .flat_map(|(lp, p, n)| (0..n).map(move |i| (lp + i, p + i)))
+            .filter(|&(_, p)| sums.in_intent(p))
+            .filter(|&(lp, _)| !dirty.contains_key(&(key.clone(), lp)))
+            .map(|(_, p)| p)
+            .collect();
+        for p in torn {
+            match self.pages.get(&p) {
+                Some(bytes) => {
+                    self.out.deltas.push(Delta::Csum {
+                        phys: p,
+                        sums: vec![page_sum(bytes)],
+                    });
+                    self.out
+                        .deltas
+                        .push(Delta::CloseIntent { phys: p, pages: 1 });
+                }
+                None => self.missing.push(p),
+            }
+        }
     }
 
     fn live_objects(&self, coll: CollId) -> usize {
@@ -505,6 +595,7 @@ impl<'a> Planner<'a> {
             return Ok(());
         }
         let end = offset + data.len() as u64;
+        self.cow_eof_page(key, end);
         if offset > self.obj(key).map_or(0, |o| o.size) {
             self.zero_eof_tail(key);
         }
@@ -522,11 +613,12 @@ impl<'a> Planner<'a> {
         Ok(())
     }
 
-    fn zero(&mut self, key: &ObjKey, offset: u64, len: u64) {
+    fn zero(&mut self, key: &ObjKey, offset: u64, len: u64) -> Result<(), StoreError> {
         if len == 0 {
-            return;
+            return Ok(());
         }
         let end = offset + len;
+        self.cow_eof_page(key, end);
         if offset > self.obj(key).map_or(0, |o| o.size) {
             self.zero_eof_tail(key);
         }
@@ -544,19 +636,24 @@ impl<'a> Planner<'a> {
         if end_whole > first_whole {
             self.unmap(key, first_whole, end_whole - first_whole);
         }
+        self.place_fresh(key)?;
         let size = self.obj(key).map_or(0, |o| o.size).max(end);
         self.set_size(key, size);
+        Ok(())
     }
 
-    fn truncate(&mut self, key: &ObjKey, size: u64) {
+    fn truncate(&mut self, key: &ObjKey, size: u64) -> Result<(), StoreError> {
         let old = self.obj(key).map_or(0, |o| o.size);
         if size < old {
             let first_gone = size.div_ceil(PAGE);
             self.unmap(key, first_gone, u64::MAX - first_gone);
         } else if size > old {
+            self.cow_eof_page(key, size);
             self.zero_eof_tail(key);
+            self.place_fresh(key)?;
         }
         self.set_size(key, size);
+        Ok(())
     }
 
     fn remove(&mut self, key: &ObjKey) {

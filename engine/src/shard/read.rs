@@ -4,7 +4,7 @@
 use keel_drivers::{Command, QueuePair};
 
 use super::io::Owner;
-use super::{ReadSlot, Shard, PG};
+use super::{ReadRun, ReadSlot, Shard, PG};
 use crate::error::{Result, StoreError};
 use crate::meta::{MetaTable, Object};
 use crate::types::{CollId, ObjKey, PAGE};
@@ -28,53 +28,72 @@ impl<Q: QueuePair> Shard<Q> {
     }
 
     /// Reads committed bytes `[offset, offset + len)` of an object (clamped at its size),
-    /// polling the shard until the data is in. Holes read as zeroes.
+    /// polling the shard until the data is in. Holes read as zeroes. Every page read from the
+    /// device is checked against its sum: a mismatch fails the read with
+    /// [`StoreError::DataCorrupt`] or [`StoreError::TornOverwrite`] naming the range.
     pub fn read(&mut self, coll: CollId, name: &[u8], offset: u64, len: usize) -> Result<Vec<u8>> {
+        loop {
+            match self.read_once(coll, name, offset, len)? {
+                Some(out) => return Ok(out),
+                // A read raced an in-place overwrite: wait for it, then read again.
+                None => {
+                    while !self.overwriting.is_empty() && self.failed.is_none() {
+                        if !self.poll() {
+                            std::hint::spin_loop();
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// One attempt of [`read`](Self::read): `None` when it must be retried.
+    fn read_once(
+        &mut self,
+        coll: CollId,
+        name: &[u8],
+        offset: u64,
+        len: usize,
+    ) -> Result<Option<Vec<u8>>> {
         let obj = self.object(coll, name)?;
         let size = obj.size;
+        let key = ObjKey::new(coll, name.to_vec());
         if offset > size {
-            return Err(StoreError::ReadPastEnd {
-                key: ObjKey::new(coll, name.to_vec()),
-                offset,
-                size,
-            });
+            return Err(StoreError::ReadPastEnd { key, offset, size });
         }
         let end = offset.saturating_add(len as u64).min(size);
         // Runs of pages with consecutive device pages: (first lpage, first phys, pages).
         let per_buf = (self.cfg.io_buf_bytes / PG).max(1) as u64;
         let mut runs: Vec<(u64, u64, u64)> = Vec::new();
         if end > offset {
-            for lpage in offset / PAGE..=(end - 1) / PAGE {
-                let Some(phys) = obj
-                    .extents
-                    .range(..=lpage)
-                    .next_back()
-                    .filter(|(s, e)| lpage < **s + u64::from(e.pages))
-                    .map(|(s, e)| e.phys + (lpage - s))
-                else {
-                    continue;
-                };
-                match runs.last_mut() {
-                    Some((lp, p, n)) if *lp + *n == lpage && *p + *n == phys && *n < per_buf => {
-                        *n += 1
+            for s in obj.segments(offset / PAGE, (end - 1) / PAGE + 1 - offset / PAGE) {
+                let Some(phys) = s.phys else { continue };
+                for i in 0..s.pages {
+                    match runs.last_mut() {
+                        Some((lp, p, n))
+                            if *lp + *n == s.lpage + i && *p + *n == phys + i && *n < per_buf =>
+                        {
+                            *n += 1
+                        }
+                        _ => runs.push((s.lpage + i, phys + i, 1)),
                     }
-                    _ => runs.push((lpage, phys, 1)),
                 }
             }
         }
         let rslot = self.reads.insert(ReadSlot {
+            key,
             out: vec![0u8; (end - offset) as usize],
+            runs: Vec::with_capacity(runs.len()),
             pending: 0,
             error: None,
+            retry: false,
+            verify: true,
         });
         for (lpage, phys, pages) in runs {
             // The part of the run inside [offset, end).
             let run_start = lpage * PAGE;
             let lo = offset.max(run_start);
             let hi = end.min(run_start + pages * PAGE);
-            let skip = (lo - run_start) as usize;
-            let out_at = (lo - offset) as usize;
-            let n = (hi - lo) as usize;
             // Pages of a full-journal transaction on their way home are read from memory.
             if (0..pages).any(|i| self.overlay.contains_key(&(phys + i))) {
                 for i in 0..pages {
@@ -85,38 +104,52 @@ impl<Q: QueuePair> Shard<Q> {
                     }
                     let in_page = (p_lo - (run_start + i * PAGE)) as usize;
                     let dst = (p_lo - offset) as usize..(p_hi - offset) as usize;
-                    let bytes = match self.overlay.get(&(phys + i)) {
+                    match self.overlay.get(&(phys + i)) {
                         Some(&(tslot, off)) => {
-                            self.txns[tslot].data[off + in_page..off + in_page + dst.len()].to_vec()
+                            let src =
+                                &self.txns[tslot].data[off + in_page..off + in_page + dst.len()];
+                            let src = src.to_vec();
+                            self.reads[rslot].out[dst].copy_from_slice(&src);
                         }
-                        None => self.read_now(phys + i, in_page, dst.len())?,
-                    };
-                    self.reads[rslot].out[dst].copy_from_slice(&bytes);
+                        None => self.add_read_run(
+                            rslot,
+                            ReadRun {
+                                lpage: lpage + i,
+                                phys: phys + i,
+                                pages: 1,
+                                at: dst.start,
+                                skip: in_page,
+                                len: dst.len(),
+                            },
+                        )?,
+                    }
                 }
                 continue;
             }
-            if let Err(e) = self.issue_read(rslot, phys, pages, Owner::Read(rslot, out_at, skip, n))
-            {
-                // Wait for the reads already issued (their buffers) before failing.
-                let _ = self.drain_read(rslot);
-                return Err(e);
-            }
+            let run = ReadRun {
+                lpage,
+                phys,
+                pages,
+                at: (lo - offset) as usize,
+                skip: (lo - run_start) as usize,
+                len: (hi - lo) as usize,
+            };
+            self.add_read_run(rslot, run)?;
         }
         self.drain_read(rslot)
     }
 
-    /// Reads `len` bytes at `skip` of one device page, synchronously.
-    fn read_now(&mut self, phys: u64, skip: usize, len: usize) -> Result<Vec<u8>> {
-        let rslot = self.reads.insert(ReadSlot {
-            out: vec![0u8; len],
-            pending: 0,
-            error: None,
-        });
-        if let Err(e) = self.issue_read(rslot, phys, 1, Owner::Read(rslot, 0, skip, len)) {
-            self.reads.remove(rslot);
+    /// Issues one run of read slot `rslot`; on failure waits for the runs already issued
+    /// (their buffers) and frees the slot.
+    pub(super) fn add_read_run(&mut self, rslot: usize, run: ReadRun) -> Result<()> {
+        let (phys, pages) = (run.phys, run.pages);
+        let idx = self.reads[rslot].runs.len();
+        self.reads[rslot].runs.push(run);
+        if let Err(e) = self.issue_read(rslot, phys, pages, Owner::Read(rslot, idx)) {
+            let _ = self.drain_read(rslot);
             return Err(e);
         }
-        self.drain_read(rslot)
+        Ok(())
     }
 
     /// Reads `pages` device pages from `phys` for read slot `rslot`, polling until a buffer
@@ -145,16 +178,17 @@ impl<Q: QueuePair> Shard<Q> {
         Ok(())
     }
 
-    fn drain_read(&mut self, rslot: usize) -> Result<Vec<u8>> {
+    pub(super) fn drain_read(&mut self, rslot: usize) -> Result<Option<Vec<u8>>> {
         while self.reads[rslot].pending > 0 {
             if !self.poll() {
                 std::hint::spin_loop();
             }
         }
         let r = self.reads.remove(rslot);
-        match r.error {
-            Some(e) => Err(e),
-            None => Ok(r.out),
+        match (r.error, r.retry) {
+            (Some(e), _) => Err(e),
+            (None, true) => Ok(None),
+            (None, false) => Ok(Some(r.out)),
         }
     }
 }

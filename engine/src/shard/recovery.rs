@@ -20,7 +20,7 @@ use crate::alloc::Allocator;
 use crate::codec::Reader;
 use crate::error::{Result, StoreError};
 use crate::journal::{BatchHeader, Entry, HEADER_BYTES};
-use crate::meta::{decode_table, Delta, MetaTable};
+use crate::meta::{decode_table, page_sum, Delta, MetaTable};
 use crate::superblock::ShardLayout;
 use crate::types::{JournalMode, PAGE};
 
@@ -35,6 +35,17 @@ pub struct ReplayReport {
     pub entries: u64,
     /// Journaled data pages written home.
     pub pages_rewritten: u64,
+    /// Parallel-commit entries not yet confirmed, whose data was checked.
+    pub parallel_checked: u64,
+    /// Of those, entries dropped because their data was not on the device (never
+    /// acknowledged).
+    pub parallel_dropped: u64,
+    /// Open intents found clean (the overwrite never reached the pages, or reached them
+    /// whole... as far as the old sum says) and closed.
+    pub intents_closed: u64,
+    /// Pages left inside open intents that fail their sums: torn overwrites, reported by
+    /// reads and scrub until acknowledged or rewritten.
+    pub torn_pages: u64,
 }
 
 /// Synchronous block I/O on a queue pair, for open and mkfs only.
@@ -139,6 +150,63 @@ pub(crate) fn format_shard<Q: QueuePair>(
     Ok(())
 }
 
+/// Whether the data of an unconfirmed parallel-commit entry is on the device: every page
+/// its `Csum` deltas name must hold the bytes they describe. When it is not, the
+/// transaction was never acknowledged and the entry is dropped; a page it rewrote in place
+/// (an atomic overwrite) that now holds neither its old nor its new bytes gets an open
+/// intent, so that it is reported as a torn overwrite rather than as corruption.
+fn parallel_data_landed<Q: QueuePair>(
+    sync: &mut SyncIo<'_, Q>,
+    table: &mut MetaTable,
+    e: &Entry,
+    bpp: u64,
+) -> Result<bool> {
+    let mut pages: Vec<(u64, u32, Vec<u8>)> = Vec::new();
+    for d in &e.deltas {
+        if let Delta::Csum { phys, sums } = d {
+            let bytes = sync.read(phys * bpp, sums.len() * PAGE as usize)?;
+            for (i, (&sum, page)) in sums.iter().zip(bytes.chunks(PAGE as usize)).enumerate() {
+                pages.push((phys + i as u64, sum, page.to_vec()));
+            }
+        }
+    }
+    if pages.iter().all(|(_, sum, page)| page_sum(page) == *sum) {
+        return Ok(true);
+    }
+    let rewritten = |p: u64| {
+        e.overwrites
+            .iter()
+            .any(|&(s, n)| (s..s + u64::from(n)).contains(&p))
+    };
+    let mut freed = Vec::new();
+    for (p, _, page) in &pages {
+        if rewritten(*p) && page_sum(page) != table.sums().get(*p) {
+            table.apply(&Delta::OpenIntent { phys: *p, pages: 1 }, &mut freed)?;
+        }
+    }
+    Ok(false)
+}
+
+/// Checks every page inside an open intent: one that matches its sum is closed. Returns
+/// (closed, still open).
+fn settle_intents<Q: QueuePair>(
+    sync: &mut SyncIo<'_, Q>,
+    table: &mut MetaTable,
+    bpp: u64,
+) -> Result<(u64, u64)> {
+    let open: Vec<u64> = table.sums().intents().collect();
+    let mut closed = 0;
+    let mut freed = Vec::new();
+    for p in &open {
+        let page = sync.read(p * bpp, PAGE as usize)?;
+        if page_sum(&page) == table.sums().get(*p) {
+            table.apply(&Delta::CloseIntent { phys: *p, pages: 1 }, &mut freed)?;
+            closed += 1;
+        }
+    }
+    Ok((closed, open.len() as u64 - closed))
+}
+
 impl<Q: QueuePair> Shard<Q> {
     /// Opens shard `id`: loads the newest valid checkpoint and replays the journal after it.
     /// The shard then writes a checkpoint of the replayed state before taking transactions.
@@ -204,9 +272,9 @@ impl<Q: QueuePair> Shard<Q> {
         let ring = layout.journal_pages * bpp;
         let ring_start = layout.journal_start * bpp;
         let (mut seq, mut pos, mut prev) = (ckpt.next_seq, ckpt.next_pos, ckpt.prev_crc);
-        // Device page → (entry number, data) of journaled pages not yet superseded.
-        let mut home: HashMap<u64, (u64, Vec<u8>)> = HashMap::new();
-        let mut freed = Vec::new();
+        // Every valid batch first: the last one says which are confirmed.
+        let mut batches: Vec<(u64, Vec<Entry>)> = Vec::new();
+        let mut confirmed = 0u64;
         loop {
             let first = sync.read(ring_start + pos % ring, block as usize)?;
             let (h, crc) =
@@ -233,11 +301,37 @@ impl<Q: QueuePair> Shard<Q> {
                 break;
             }
             let mut r = Reader::new(payload);
+            let mut entries = Vec::with_capacity(h.entries as usize);
             for _ in 0..h.entries {
-                let e = Entry::decode(&mut r).map_err(|e| {
+                entries.push(Entry::decode(&mut r).map_err(|e| {
                     StoreError::Corrupt(format!("batch {seq}: entry does not decode: {e}"))
-                })?;
+                })?);
+            }
+            confirmed = confirmed.max(h.confirmed);
+            batches.push((seq, entries));
+            report.batches += 1;
+            seq += 1;
+            pos += u64::from(h.blocks);
+            prev = crc;
+        }
+        // Device page → (entry number, data) of journaled pages not yet superseded.
+        let mut home: HashMap<u64, (u64, Vec<u8>)> = HashMap::new();
+        let mut freed = Vec::new();
+        for (bseq, entries) in batches {
+            for e in entries {
                 report.entries += 1;
+                if e.parallel && bseq > confirmed {
+                    report.parallel_checked += 1;
+                    if !parallel_data_landed(&mut sync, &mut table, &e, bpp)? {
+                        report.parallel_dropped += 1;
+                        log::info!(
+                            "shard {id}: batch {bseq}, txn {}: data never landed; dropped",
+                            e.txn_seq
+                        );
+                        continue;
+                    }
+                }
+                let seq = bseq;
                 for d in &e.deltas {
                     table.apply(d, &mut freed).map_err(|err| {
                         StoreError::Corrupt(format!("batch {seq}, txn {}: {err}", e.txn_seq))
@@ -260,10 +354,6 @@ impl<Q: QueuePair> Shard<Q> {
                 }
                 freed.clear();
             }
-            report.batches += 1;
-            seq += 1;
-            pos += u64::from(h.blocks);
-            prev = crc;
         }
         // Journaled data home, then durable.
         let mut pages: Vec<_> = home.into_iter().collect();
@@ -275,6 +365,10 @@ impl<Q: QueuePair> Shard<Q> {
         if !pages.is_empty() && geo.volatile_write_cache {
             sync.flush()?;
         }
+        // Intents left open by the cut: pages that still match their sums are clean.
+        let (closed, torn) = settle_intents(&mut sync, &mut table, bpp)?;
+        report.intents_closed = closed;
+        report.torn_pages = torn;
         let used = table.all_extents().map(|(_, _, _, e)| e);
         let alloc = Allocator::rebuild(layout.data_start, layout.data_pages, used)
             .map_err(|e| StoreError::Corrupt(format!("shard {id}: allocator: {e}")))?;
@@ -314,6 +408,7 @@ impl<Q: QueuePair> Shard<Q> {
             ckpt_forced: false,
             data_since_flush: false,
             overlay: HashMap::new(),
+            overwriting: HashMap::new(),
             reads: Slab::new(),
             completions: VecDeque::new(),
             next_txn: 1,
@@ -321,7 +416,7 @@ impl<Q: QueuePair> Shard<Q> {
             failed: None,
             scratch: Vec::new(),
         };
-        if report.batches > 0 {
+        if report.batches > 0 || closed > 0 {
             shard.request_checkpoint();
             shard.drain()?;
         }

@@ -94,6 +94,7 @@ const fn tag(kind: OpKind) -> u8 {
         OpKind::OmapRm => 11,
         OpKind::Clone => 12,
         OpKind::CloneRange => 13,
+        OpKind::Acknowledge => 14,
     }
 }
 
@@ -164,6 +165,9 @@ fn encode_op(op: &TxnOp, out: &mut Vec<u8>) {
         }
         TxnOp::Zero {
             name, offset, len, ..
+        }
+        | TxnOp::Acknowledge {
+            name, offset, len, ..
         } => {
             out.put_bytes(name);
             out.put_u64(*offset);
@@ -228,7 +232,7 @@ fn op_len(op: &TxnOp) -> usize {
             TxnOp::MkColl { .. } | TxnOp::RmColl { .. } => 0,
             TxnOp::Touch { name, .. } | TxnOp::Remove { name, .. } => b(name),
             TxnOp::Write { name, data, .. } => b(name) + 8 + b(data),
-            TxnOp::Zero { name, .. } => b(name) + 16,
+            TxnOp::Zero { name, .. } | TxnOp::Acknowledge { name, .. } => b(name) + 16,
             TxnOp::Truncate { name, .. } => b(name) + 8,
             TxnOp::SetAttr {
                 name, key, value, ..
@@ -342,6 +346,17 @@ fn decode_op(kind: OpKind, r: &mut Reader<'_>) -> Result<TxnOp, DecodeError> {
                 len,
             }
         }
+        OpKind::Acknowledge => {
+            let name = read_name(r, "object name")?;
+            let offset = r.u64("offset")?;
+            let len = r.u64("length")?;
+            TxnOp::Acknowledge {
+                coll,
+                name,
+                offset,
+                len,
+            }
+        }
         OpKind::Truncate => {
             let name = read_name(r, "object name")?;
             let size = r.u64("size")?;
@@ -426,7 +441,7 @@ mod tests {
             }
         }
         assert_eq!(kind_of_tag(0), None);
-        assert_eq!(kind_of_tag(14), None);
+        assert_eq!(kind_of_tag(15), None);
     }
 
     #[test]

@@ -108,6 +108,23 @@ impl Transaction {
         })
     }
 
+    /// Takes the torn-overwrite pages of `[offset, offset + len)` as they are
+    /// ([`TxnOp::Acknowledge`]).
+    pub fn acknowledge(
+        &mut self,
+        coll: CollId,
+        name: impl Into<Vec<u8>>,
+        offset: u64,
+        len: u64,
+    ) -> &mut Self {
+        self.push(TxnOp::Acknowledge {
+            coll,
+            name: name.into(),
+            offset,
+            len,
+        })
+    }
+
     /// Sets the object's size to `size` bytes.
     pub fn truncate(&mut self, coll: CollId, name: impl Into<Vec<u8>>, size: u64) -> &mut Self {
         self.push(TxnOp::Truncate {

@@ -145,6 +145,21 @@ pub enum TxnOp {
         /// Byte offset in the destination.
         dst_offset: u64,
     },
+    /// Take the pages of a torn overwrite in `[offset, offset + len)` as they are now: the
+    /// pages of the range inside open overwrite intents (left by a power cut,
+    /// docs/integrity.md) get checksums of their current bytes and their intents close.
+    /// Other pages of the range are left alone (corruption stays reported). The object must
+    /// exist.
+    Acknowledge {
+        /// Collection.
+        coll: CollId,
+        /// Object name.
+        name: Vec<u8>,
+        /// Byte offset.
+        offset: u64,
+        /// Bytes.
+        len: u64,
+    },
 }
 
 impl TxnOp {
@@ -164,6 +179,7 @@ impl TxnOp {
             Self::OmapRm { .. } => OpKind::OmapRm,
             Self::Clone { .. } => OpKind::Clone,
             Self::CloneRange { .. } => OpKind::CloneRange,
+            Self::Acknowledge { .. } => OpKind::Acknowledge,
         }
     }
 
@@ -187,7 +203,8 @@ impl TxnOp {
             | Self::OmapSet { coll, .. }
             | Self::OmapRm { coll, .. }
             | Self::Clone { coll, .. }
-            | Self::CloneRange { coll, .. } => *coll,
+            | Self::CloneRange { coll, .. }
+            | Self::Acknowledge { coll, .. } => *coll,
         }
     }
 
@@ -204,7 +221,8 @@ impl TxnOp {
             | Self::SetAttr { name, .. }
             | Self::RmAttr { name, .. }
             | Self::OmapSet { name, .. }
-            | Self::OmapRm { name, .. } => (Some(name), None),
+            | Self::OmapRm { name, .. }
+            | Self::Acknowledge { name, .. } => (Some(name), None),
             Self::Clone { src, dst, .. } | Self::CloneRange { src, dst, .. } => {
                 (Some(src), Some(dst))
             }
@@ -258,11 +276,13 @@ pub enum OpKind {
     Clone,
     /// [`TxnOp::CloneRange`].
     CloneRange,
+    /// [`TxnOp::Acknowledge`].
+    Acknowledge,
 }
 
 impl OpKind {
     /// Every kind, in declaration order.
-    pub const ALL: [OpKind; 13] = [
+    pub const ALL: [OpKind; 14] = [
         Self::MkColl,
         Self::RmColl,
         Self::Touch,
@@ -276,6 +296,7 @@ impl OpKind {
         Self::OmapRm,
         Self::Clone,
         Self::CloneRange,
+        Self::Acknowledge,
     ];
 
     /// Lower-case name, as in logs and error messages.
@@ -294,6 +315,7 @@ impl OpKind {
             Self::OmapRm => "omap_rm",
             Self::Clone => "clone",
             Self::CloneRange => "clone_range",
+            Self::Acknowledge => "acknowledge",
         }
     }
 
@@ -308,7 +330,8 @@ impl OpKind {
             | Self::SetAttr
             | Self::RmAttr
             | Self::OmapSet
-            | Self::OmapRm => OpClass::Metadata,
+            | Self::OmapRm
+            | Self::Acknowledge => OpClass::Metadata,
             Self::Write => OpClass::Write,
             Self::Zero | Self::Truncate => OpClass::Truncate,
             Self::Clone | Self::CloneRange => OpClass::Clone,

@@ -77,6 +77,7 @@ fn check_op(i: usize, op: &TxnOp) -> Result<()> {
         | TxnOp::Remove { .. } => {}
         TxnOp::Write { offset, data, .. } => check_range("write", *offset, data.len() as u64)?,
         TxnOp::Zero { offset, len, .. } => check_range("zero", *offset, *len)?,
+        TxnOp::Acknowledge { offset, len, .. } => check_range("acknowledge", *offset, *len)?,
         TxnOp::Truncate { size, .. } => check_range("truncate", *size, 0)?,
         TxnOp::SetAttr { key, value, .. } => {
             check_len("attribute key", key, MAX_KEY_BYTES)?;

@@ -1,0 +1,206 @@
+//! Scrub: read every mapped page and check it against its sum (docs/integrity.md §5).
+//!
+//! A scrub walks the table in key order (collection, object name, logical page) from a
+//! [`ScrubCursor`], a bounded number of pages per step, so it can run a little at a time
+//! between transactions (the reactors' background scrub) or all at once
+//! ([`Shard::scrub`]). Each page is *clean*, a *torn overwrite* (a mismatch inside an
+//! open intent: caller-owned, acknowledge or rewrite it) or *corruption* (a mismatch
+//! anywhere else). Pages being rewritten right now, or on their way home from the full
+//! journal, are skipped: the step that comes back to them next pass checks them.
+
+use keel_drivers::QueuePair;
+
+use super::verify::PageCheck;
+use super::{ReadRun, ReadSlot, Shard, PG};
+use crate::error::Result;
+use crate::types::{CollId, ObjKey, PAGE};
+
+/// Where a scrub resumes: the first logical page of an object not yet checked.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ScrubCursor {
+    /// Collection.
+    pub coll: CollId,
+    /// Object name.
+    pub name: Vec<u8>,
+    /// Logical page.
+    pub lpage: u64,
+}
+
+/// A run of bad pages of one object.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BadRange {
+    /// The object.
+    pub key: ObjKey,
+    /// First byte (page aligned).
+    pub offset: u64,
+    /// Bytes (whole pages).
+    pub len: u64,
+}
+
+/// What a scrub found.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ScrubReport {
+    /// Pages read and checked.
+    pub pages: u64,
+    /// Pages that match their sums.
+    pub clean: u64,
+    /// Pages skipped because a write to them was in flight.
+    pub skipped: u64,
+    /// Torn overwrites (inside open intents), merged into runs.
+    pub torn: Vec<BadRange>,
+    /// Corruption (mismatches outside intents), merged into runs.
+    pub corrupt: Vec<BadRange>,
+    /// Complete passes over the shard.
+    pub passes: u64,
+}
+
+impl ScrubReport {
+    /// Pages inside torn runs.
+    pub fn torn_pages(&self) -> u64 {
+        self.torn.iter().map(|r| r.len / PAGE).sum()
+    }
+
+    /// Pages inside corrupt runs.
+    pub fn corrupt_pages(&self) -> u64 {
+        self.corrupt.iter().map(|r| r.len / PAGE).sum()
+    }
+
+    /// Adds `other`'s counts and ranges to this one.
+    pub fn merge(&mut self, other: ScrubReport) {
+        self.pages += other.pages;
+        self.clean += other.clean;
+        self.skipped += other.skipped;
+        self.passes += other.passes;
+        self.torn.extend(other.torn);
+        self.corrupt.extend(other.corrupt);
+    }
+
+    fn push(&mut self, key: &ObjKey, lpage: u64, check: PageCheck) {
+        let list = match check {
+            PageCheck::Clean => {
+                self.clean += 1;
+                return;
+            }
+            PageCheck::Torn => &mut self.torn,
+            PageCheck::Corrupt => &mut self.corrupt,
+        };
+        match list.last_mut() {
+            Some(r) if &r.key == key && r.offset + r.len == lpage * PAGE => r.len += PAGE,
+            _ => list.push(BadRange {
+                key: key.clone(),
+                offset: lpage * PAGE,
+                len: PAGE,
+            }),
+        }
+    }
+}
+
+impl<Q: QueuePair> Shard<Q> {
+    /// Checks up to `max_pages` mapped pages from `cursor`, adding what it finds to
+    /// `report`, and moves the cursor past them. At the end of the table the cursor goes
+    /// back to the start and `report.passes` grows. Returns the pages visited (0 on an
+    /// empty table).
+    pub fn scrub_step(
+        &mut self,
+        cursor: &mut ScrubCursor,
+        max_pages: u64,
+        report: &mut ScrubReport,
+    ) -> Result<u64> {
+        // The next pages: (object, lpage, phys), from the cursor on.
+        let mut todo: Vec<(ObjKey, u64, u64)> = Vec::new();
+        let mut wrapped = false;
+        'walk: for (coll, name, lpage, ext) in self.table.all_extents() {
+            let key_pos = (coll, name);
+            if key_pos < (cursor.coll, cursor.name.as_slice()) {
+                continue;
+            }
+            let same_obj = key_pos == (cursor.coll, cursor.name.as_slice());
+            for i in 0..u64::from(ext.pages) {
+                if same_obj && lpage + i < cursor.lpage {
+                    continue;
+                }
+                if todo.len() as u64 >= max_pages {
+                    break 'walk;
+                }
+                todo.push((ObjKey::new(coll, name.to_vec()), lpage + i, ext.phys + i));
+            }
+        }
+        if (todo.len() as u64) < max_pages {
+            wrapped = true;
+        }
+        let visited = todo.len() as u64;
+        // Read them: runs of consecutive device pages of one object, one buffer each.
+        let per_buf = (self.cfg.io_buf_bytes / PG).max(1) as u64;
+        let mut runs: Vec<(usize, u64)> = Vec::new(); // (first index in todo, pages)
+        for (i, (key, lp, phys)) in todo.iter().enumerate() {
+            match runs.last_mut() {
+                Some((s, n))
+                    if *n < per_buf && {
+                        let (k0, lp0, p0) = &todo[*s];
+                        k0 == key && lp0 + *n == *lp && p0 + *n == *phys
+                    } =>
+                {
+                    *n += 1
+                }
+                _ => runs.push((i, 1)),
+            }
+        }
+        let rslot = self.reads.insert(ReadSlot {
+            key: ObjKey::new(0, Vec::new()),
+            out: vec![0u8; todo.len() * PG],
+            runs: Vec::new(),
+            pending: 0,
+            error: None,
+            retry: false,
+            verify: false,
+        });
+        for &(first, pages) in &runs {
+            let (_, lpage, phys) = todo[first];
+            self.add_read_run(
+                rslot,
+                ReadRun {
+                    lpage,
+                    phys,
+                    pages,
+                    at: first * PG,
+                    skip: 0,
+                    len: pages as usize * PG,
+                },
+            )?;
+        }
+        let bytes = self.drain_read(rslot)?.unwrap_or_default();
+        for (i, (key, lpage, phys)) in todo.iter().enumerate() {
+            if self.overwriting.contains_key(phys) || self.overlay.contains_key(phys) {
+                report.skipped += 1;
+                continue;
+            }
+            report.pages += 1;
+            let check = self.check_page(*phys, &bytes[i * PG..(i + 1) * PG]);
+            report.push(key, *lpage, check);
+        }
+        match (wrapped, todo.last()) {
+            (false, Some((key, lpage, _))) => {
+                *cursor = ScrubCursor {
+                    coll: key.coll,
+                    name: key.name.clone(),
+                    lpage: lpage + 1,
+                };
+            }
+            _ => {
+                *cursor = ScrubCursor::default();
+                report.passes += 1;
+            }
+        }
+        Ok(visited)
+    }
+
+    /// One whole pass over the shard.
+    pub fn scrub(&mut self) -> Result<ScrubReport> {
+        let mut cursor = ScrubCursor::default();
+        let mut report = ScrubReport::default();
+        while report.passes == 0 {
+            self.scrub_step(&mut cursor, 256, &mut report)?;
+        }
+        Ok(report)
+    }
+}
