@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
-use keel_engine::crash::{self, ClassCounts, CrashConfig, CrashReport};
+use keel_engine::crash::{self, ClassCounts, CrashConfig, CrashReport, IntegrityCounts};
 use keel_engine::JournalMode;
 use serde::Serialize;
 
@@ -62,6 +62,45 @@ impl From<&ClassCounts> for ClassSummary {
     }
 }
 
+/// What the scrub after each recovery found, and what recovery settled. Serialised as is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct IntegritySummary {
+    /// Pages checked.
+    pub pages: u64,
+    /// Pages matching their sums.
+    pub clean: u64,
+    /// Torn-overwrite pages (caller-owned).
+    pub torn: u64,
+    /// Pages failing their sums outside intents (each a violation).
+    pub corrupt: u64,
+    /// Cycles on a device with a one-page atomic write unit.
+    pub atomic_cycles: u64,
+    /// Torn pages in those cycles.
+    pub torn_in_atomic_cycles: u64,
+    /// Unconfirmed records checked against their data at recovery.
+    pub unconfirmed_checked: u64,
+    /// Of those, dropped (data never landed, never acknowledged).
+    pub unconfirmed_dropped: u64,
+    /// Open intents found clean at recovery and closed.
+    pub intents_closed: u64,
+}
+
+impl From<&IntegrityCounts> for IntegritySummary {
+    fn from(c: &IntegrityCounts) -> Self {
+        IntegritySummary {
+            pages: c.pages,
+            clean: c.clean,
+            torn: c.torn,
+            corrupt: c.corrupt,
+            atomic_cycles: c.atomic_cycles,
+            torn_in_atomic_cycles: c.torn_in_atomic_cycles,
+            unconfirmed_checked: c.unconfirmed_checked,
+            unconfirmed_dropped: c.unconfirmed_dropped,
+            intents_closed: c.intents_closed,
+        }
+    }
+}
+
 /// What a `keel-bench crash` run found. Serialised as is for `--json`.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct CrashSummary {
@@ -85,6 +124,8 @@ pub struct CrashSummary {
     pub classes: BTreeMap<&'static str, ClassSummary>,
     /// The first violations, each with the command line that reproduces it.
     pub failures: Vec<String>,
+    /// Per-page classification after recovery.
+    pub integrity: IntegritySummary,
 }
 
 impl CrashSummary {
@@ -101,6 +142,7 @@ impl CrashSummary {
             acked_lost: r.acked_lost,
             classes: r.classes.iter().map(|(k, c)| (*k, c.into())).collect(),
             failures: r.failures.clone(),
+            integrity: (&r.integrity).into(),
         }
     }
 
@@ -136,6 +178,22 @@ impl CrashSummary {
                 c.acked, c.unacked_present, c.unacked_absent, c.unacked_ambiguous
             );
         }
+        let i = &self.integrity;
+        let _ = writeln!(
+            out,
+            "scrub after recovery: {} pages, {} clean, {} torn (caller-owned), {} corrupt",
+            i.pages, i.clean, i.torn, i.corrupt
+        );
+        let _ = writeln!(
+            out,
+            "atomic-unit cycles {} (torn pages there {}); unconfirmed records checked {}, \
+             dropped {}; intents closed at recovery {}",
+            i.atomic_cycles,
+            i.torn_in_atomic_cycles,
+            i.unconfirmed_checked,
+            i.unconfirmed_dropped,
+            i.intents_closed
+        );
         let _ = writeln!(
             out,
             "violations {}, acked_lost {}",

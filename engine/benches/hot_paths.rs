@@ -41,7 +41,7 @@ fn entry(i: u64) -> Entry {
         ],
         runs: Vec::new(),
         overwrites: Vec::new(),
-        parallel: true,
+        verify: true,
     }
 }
 

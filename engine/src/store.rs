@@ -417,6 +417,13 @@ impl<D: BlockDevice> Store<D> {
         Ok(report)
     }
 
+    /// The device page (of [`PAGE`](crate::types::PAGE) bytes) that holds byte `offset` of
+    /// an object, or `None` for a hole: where scrub and fault-injection tests look.
+    pub fn device_page(&self, coll: CollId, name: &[u8], offset: u64) -> Result<Option<u64>> {
+        let o = self.shards[self.shard_of(coll)].object(coll, name)?;
+        Ok(o.phys_of(offset / crate::types::PAGE))
+    }
+
     /// An object's size and counts.
     pub fn stat(&self, coll: CollId, name: &[u8]) -> Result<ObjStat> {
         let o = self.shards[self.shard_of(coll)].object(coll, name)?;

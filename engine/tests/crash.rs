@@ -52,6 +52,22 @@ fn explore_shards(mode: JournalMode, shards: u32, cycles_var: &str, default_cycl
         absent > 0 || cycles < 100,
         "no unacknowledged transaction was ever lost: the cuts are too gentle"
     );
+    // Integrity after every recovery: no false corruption; and the cuts must really have
+    // left torn overwrites and unconfirmed records to settle.
+    let i = &rep.integrity;
+    assert_eq!(i.corrupt, 0, "{mode}: corruption reported: {i:?}");
+    assert!(
+        i.pages > 0 && i.clean > 0,
+        "{mode}: scrub checked nothing: {i:?}"
+    );
+    if mode == JournalMode::MetadataOnly && cycles >= 100 {
+        assert!(i.torn > 0, "no torn overwrite was ever left: {i:?}");
+        assert!(
+            i.unconfirmed_dropped > 0,
+            "no unconfirmed record was dropped: {i:?}"
+        );
+        assert!(i.atomic_cycles > 0, "{i:?}");
+    }
 }
 
 #[test]

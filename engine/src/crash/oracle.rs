@@ -18,6 +18,7 @@ use std::collections::BTreeMap;
 use keel_drivers::BlockDevice;
 
 use super::model::{Model, ModelObject};
+use crate::error::StoreError;
 use crate::store::Store;
 use crate::txn::{Transaction, TxnOp};
 use crate::types::{CollId, JournalMode, ObjKey};
@@ -32,6 +33,11 @@ pub struct Actual {
 impl Actual {
     /// What a recovered store holds for `k`: data, attributes and omap, or nothing. A read
     /// that fails records its error in `read_err` (the first one) and reads as empty.
+    ///
+    /// A torn overwrite (pages inside an intent left open by the cut) is the caller's: the
+    /// observer acknowledges the object's torn pages, as a client would, and reads again;
+    /// the oracle then checks those bytes with the torn-overwrite allowance. Corruption is
+    /// never acknowledged: it is an error.
     pub fn observe<D: BlockDevice>(
         store: &mut Store<D>,
         k: &ObjKey,
@@ -40,12 +46,17 @@ impl Actual {
         let Ok(stat) = store.stat(k.coll, &k.name) else {
             return Actual { obj: None };
         };
-        let data = store
-            .read(k.coll, &k.name, 0, stat.size as usize)
-            .unwrap_or_else(|e| {
-                read_err.get_or_insert(format!("{k}: read after recovery: {e}"));
-                Vec::new()
-            });
+        let read = |store: &mut Store<D>| store.read(k.coll, &k.name, 0, stat.size as usize);
+        let mut result = read(store);
+        if let Err(StoreError::TornOverwrite { .. }) = result {
+            let mut ack = Transaction::new();
+            ack.acknowledge(k.coll, k.name.clone(), 0, stat.size);
+            result = store.submit_sync(ack).and_then(|()| read(store));
+        }
+        let data = result.unwrap_or_else(|e| {
+            read_err.get_or_insert(format!("{k}: read after recovery: {e}"));
+            Vec::new()
+        });
         let (attrs, omap) = store.attrs_and_omap(k.coll, &k.name).unwrap_or_default();
         Actual {
             obj: Some(ModelObject { data, attrs, omap }),

@@ -11,10 +11,10 @@
 //! Overwrites name the committed pages a metadata-only transaction rewrote in place: replay
 //! must not later put an older journaled copy of those pages back.
 //!
-//! Flag bit 0, *parallel*: the entry was written at the same time as its data (parallel
-//! commit, docs/integrity.md); until a later batch confirms it, replay reads the pages its
-//! `Csum` deltas name and drops the entry if they do not hold the data it describes. Other
-//! flag bits are refused.
+//! Flag bit 0, *verify*: the entry may have reached the media before its data (parallel
+//! commit or intent first, docs/integrity.md); until a later batch confirms it, replay
+//! reads the pages its `Csum` deltas name and drops the entry if they do not hold the data
+//! it describes. Other flag bits are refused.
 
 use crate::codec::{DecodeError, Put, Reader};
 use crate::meta::Delta;
@@ -40,12 +40,13 @@ pub struct Entry {
     pub runs: Vec<DataRun>,
     /// Pages rewritten in place by a metadata-only transaction: (first page, pages).
     pub overwrites: Vec<(u64, u32)>,
-    /// Written at the same time as its data (parallel commit).
-    pub parallel: bool,
+    /// May be durable before its data (parallel commit, intent first): replay checks the
+    /// data until a later batch confirms the entry.
+    pub verify: bool,
 }
 
-/// Flag bit: parallel commit.
-const FLAG_PARALLEL: u8 = 1;
+/// Flag bit: verify.
+const FLAG_VERIFY: u8 = 1;
 
 impl Entry {
     /// Appends the encoding to `out`.
@@ -53,7 +54,7 @@ impl Entry {
         let start = out.len();
         out.put_u32(0); // patched below
         out.put_u64(self.txn_seq);
-        out.put_u8(if self.parallel { FLAG_PARALLEL } else { 0 });
+        out.put_u8(if self.verify { FLAG_VERIFY } else { 0 });
         out.put_u32(self.deltas.len() as u32);
         for d in &self.deltas {
             d.encode(out);
@@ -78,7 +79,7 @@ impl Entry {
         let mut body = Reader::new(r.take(len, "entry")?);
         let txn_seq = body.u64("txn seq")?;
         let flags = body.u8("entry flags")?;
-        if flags & !FLAG_PARALLEL != 0 {
+        if flags & !FLAG_VERIFY != 0 {
             return Err(DecodeError::Bad {
                 what: "entry flags",
                 value: flags.into(),
@@ -118,7 +119,7 @@ impl Entry {
             deltas,
             runs,
             overwrites,
-            parallel: flags & FLAG_PARALLEL != 0,
+            verify: flags & FLAG_VERIFY != 0,
         })
     }
 }

@@ -114,7 +114,7 @@ impl<Q: QueuePair> Shard<Q> {
         }
         // Parallel-commit entries are ready while their data is written: not more coming.
         let more_coming = self.txns.iter().any(|(_, t)| {
-            t.state == TxnState::Writing && t.path != super::path::CommitPath::Parallel
+            t.state == TxnState::Writing && t.path == super::path::CommitPath::Serial
         });
         more_coming && !waited
     }
@@ -157,8 +157,7 @@ impl<Q: QueuePair> Shard<Q> {
             at += t.entry.len();
             t.entry = Vec::new();
             let serial_data = !t.full
-                && !t.intent_pending
-                && t.path != super::path::CommitPath::Parallel
+                && !t.path.verify()
                 && t.planned.as_ref().is_some_and(|p| !p.runs.is_empty());
             if t.state != TxnState::Writing {
                 t.state = TxnState::InBatch; // a parallel entry keeps writing its data
@@ -235,7 +234,7 @@ impl<Q: QueuePair> Shard<Q> {
         while let Some(b) = self.batches.front() {
             let data_pending = b.entries.iter().any(|&slot| {
                 let t = &self.txns[slot];
-                t.path == super::path::CommitPath::Parallel && !t.intent_pending && !t.data_done
+                t.path.verify() && !t.data_done
             });
             if b.phase != BatchPhase::Written || data_pending {
                 return;
@@ -273,6 +272,18 @@ impl<Q: QueuePair> Shard<Q> {
                 b.write.pending -= 1;
                 if b.write.done() {
                     b.phase = BatchPhase::Written;
+                    // The records are the intents: their data may go in place now.
+                    let first: Vec<usize> = b
+                        .entries
+                        .iter()
+                        .copied()
+                        .filter(|&s| self.txns[s].path == super::path::CommitPath::IntentFirst)
+                        .collect();
+                    for slot in first {
+                        let planned = self.txns[slot].planned.take().expect("planned");
+                        self.start_data_writes(slot, &planned);
+                        self.txns[slot].planned = Some(planned);
+                    }
                 }
                 self.commit_batches();
             }

@@ -147,7 +147,8 @@ pub struct ShardStats {
     pub overwrite_pages: u64,
     /// Transactions committed by parallel commit (record and data at once).
     pub parallel_txns: u64,
-    /// Overwrite intents recorded (one per transaction that rewrote pages in place).
+    /// Transactions that rewrote pages in place with their record written first, as the
+    /// overwrite's intent (IntentFirst).
     pub intents: u64,
 }
 
@@ -244,11 +245,7 @@ struct TxnSlot {
     data_bytes: u64,
     /// How its record reaches the journal (metadata-only transactions with data).
     path: CommitPath,
-    /// Intent path: the intent record is in the journal queue; `entry` is the intent
-    /// record and the commit record waits here.
-    intent_pending: bool,
-    deferred_entry: Vec<u8>,
-    /// Parallel path: every data write has completed (durably).
+    /// Parallel and IntentFirst paths: every data write has completed (durably).
     data_done: bool,
 }
 
@@ -395,8 +392,6 @@ impl<Q: QueuePair> Shard<Q> {
             write: None,
             entry: Vec::new(),
             path: CommitPath::Serial,
-            intent_pending: false,
-            deferred_entry: Vec::new(),
             data_done: false,
         });
         self.queued.push_back(slot);
@@ -432,9 +427,7 @@ impl<Q: QueuePair> Shard<Q> {
     /// What is in flight now.
     pub fn phase(&self) -> Phase {
         Phase {
-            data_writes: self.txns.iter().any(|(_, t)| {
-                t.state == TxnState::Writing || (t.path == CommitPath::Parallel && !t.data_done)
-            }),
+            data_writes: self.txns.iter().any(|(_, t)| t.state == TxnState::Writing),
             batch: !self.batches.is_empty(),
             checkpoint: !matches!(self.ckpt, CkptState::Idle),
             home_writes: self
@@ -565,7 +558,7 @@ impl<Q: QueuePair> Shard<Q> {
                 let w = t.write.as_mut().expect("writing");
                 w.pending -= 1;
                 let done = w.done();
-                if t.path == CommitPath::Parallel {
+                if t.path.verify() {
                     // Durable at completion (FUA or no cache): its batch may commit.
                     if done {
                         t.write = None;
@@ -725,15 +718,14 @@ impl<Q: QueuePair> Shard<Q> {
         } else {
             self.commit_path(&planned)
         };
-        if path == CommitPath::Intent {
-            // The commit record closes the intent.
-            planned.deltas.extend(path::intent_deltas(&planned, false));
-        }
+        // Rewriting a torn overwrite settles it.
+        let closing = self.closing_deltas(&planned);
+        planned.deltas.extend(closing);
         let t = &mut self.txns[slot];
         t.pages.clear();
         t.path = path;
         let entry = Entry {
-            parallel: path == CommitPath::Parallel,
+            verify: path.verify(),
             txn_seq: t.id,
             deltas: planned.deltas.clone(),
             runs: if full {
@@ -796,9 +788,8 @@ impl<Q: QueuePair> Shard<Q> {
             segments.push((r.phys * bpp, start..t.data.len()));
         }
         let has_data = !segments.is_empty();
-        // A parallel commit's data must be durable at completion.
-        let fua =
-            self.cfg.data_fua || (path == CommitPath::Parallel && self.geo.volatile_write_cache);
+        // Data of a record that may be durable first must be durable at completion.
+        let fua = self.cfg.data_fua || (path.verify() && self.geo.volatile_write_cache);
         t.write = Some(ChunkedWrite::new(segments, fua));
         if full || !has_data {
             t.planned = Some(planned);
@@ -818,19 +809,11 @@ impl<Q: QueuePair> Shard<Q> {
             }
             CommitPath::Parallel => {
                 self.start_data_writes(slot, &planned);
-                let t = &mut self.txns[slot];
-                t.planned = Some(planned);
+                self.txns[slot].planned = Some(planned);
                 self.ready.push_back(slot);
             }
-            CommitPath::Intent => {
-                let intent = Entry {
-                    txn_seq: t.id,
-                    deltas: path::intent_deltas(&planned, true),
-                    ..Entry::default()
-                };
-                t.deferred_entry = std::mem::take(&mut t.entry);
-                intent.encode(&mut t.entry);
-                t.intent_pending = true;
+            CommitPath::IntentFirst => {
+                // The data waits for the record (batch.rs starts it).
                 t.planned = Some(planned);
                 t.state = TxnState::Ready;
                 self.stats.intents += 1;
@@ -841,33 +824,12 @@ impl<Q: QueuePair> Shard<Q> {
 
     /// Starts the data writes of a metadata-only transaction: pages it rewrites in place are
     /// marked as being overwritten (reads accept their old or new bytes) until it commits.
-    fn start_data_writes(&mut self, slot: usize, planned: &Planned) {
+    pub(crate) fn start_data_writes(&mut self, slot: usize, planned: &Planned) {
         for (phys, sum) in path::overwrite_sums(planned) {
             self.overwriting.insert(phys, sum);
         }
         self.txns[slot].state = TxnState::Writing;
         self.writers.push_back(slot);
-    }
-
-    /// The intent record of a transaction is durable: the intent is open (a checkpoint now
-    /// carries it), and the data may be written in place.
-    fn open_intent(&mut self, slot: usize) {
-        let t = &mut self.txns[slot];
-        let id = t.id;
-        let planned = t.planned.take().expect("intent of a planned transaction");
-        let mut freed = Vec::new();
-        for d in path::intent_deltas(&planned, true) {
-            if let Err(e) = self.table.apply(&d, &mut freed) {
-                self.fail(format!("opening the intent of txn {id}: {e}"));
-                return;
-            }
-        }
-        let t = &mut self.txns[slot];
-        debug_assert!(freed.is_empty(), "an intent frees nothing");
-        t.intent_pending = false;
-        t.entry = std::mem::take(&mut t.deferred_entry);
-        self.start_data_writes(slot, &planned);
-        self.txns[slot].planned = Some(planned);
     }
 
     /// Issues data and home writes as buffers and queue room allow.
@@ -906,10 +868,6 @@ impl<Q: QueuePair> Shard<Q> {
     /// The batch holding this transaction is durable: apply, acknowledge, then (full
     /// journal) write home.
     pub(crate) fn commit(&mut self, slot: usize, seq: u64) {
-        if self.txns[slot].intent_pending {
-            self.open_intent(slot);
-            return;
-        }
         let t = &mut self.txns[slot];
         let id = t.id;
         let planned = t

@@ -1,93 +1,86 @@
 //! How a metadata-only transaction with data reaches the journal (docs/integrity.md §3):
 //!
 //! ```text
-//!  Serial    data writes ──► [flush] ──► commit record (FUA)          two ordered writes
-//!  Intent    intent record ──► data writes ──► [flush] ──► commit record   three
-//!  Parallel  data writes (FUA) ─┐
-//!            commit record ─────┴──► both durable ──► commit          one
+//!  Serial       data writes ──► [flush] ──► record (FUA) ──► commit    ordered: 2 or 3
+//!  Parallel     data writes (FUA) ─┐
+//!               record (FUA) ──────┴──► both durable ──► commit        ordered: 1
+//!  IntentFirst  record (FUA) ──► data writes (FUA) ──► commit          ordered: 2
 //! ```
 //!
-//! - **Parallel** when every page is fresh (nothing mapped is rewritten in place), or
-//!   when the transaction rewrites one run of mapped pages that fits the device's atomic
-//!   write unit and does not cross its boundary. The record carries the pages' sums; until
-//!   a later batch header confirms it, replay reads the pages and drops a record whose data
-//!   is not there (such a transaction was never acknowledged). An atomic overwrite holds
-//!   either its old or its new bytes after a power cut, so it is never torn.
-//! - **Intent** when the transaction rewrites mapped pages in place otherwise and the store
-//!   keeps overwrite intents: a record naming the pages is durable before the data write
-//!   starts, and the commit record closes it. After a power cut, pages still inside an open
-//!   intent that fail their sums are a torn overwrite, not corruption.
-//! - **Serial** otherwise (and for every transaction without data).
+//! - **Parallel** when every page is fresh (nothing mapped is rewritten in place). The
+//!   record carries the pages' sums and is written at the same time as the data.
+//! - **IntentFirst** when mapped pages are rewritten in place and the store keeps overwrite
+//!   intents: the record, with the new sums, is durable *before* the data write starts, so
+//!   it is the overwrite's intent. It closes when a later batch header confirms it (or a
+//!   checkpoint covers it).
+//! - **Serial** otherwise, and for every transaction without data.
+//!
+//! Both Parallel and IntentFirst records are flagged `verify`: until a later batch header
+//! confirms them, replay reads the pages they name. All of them hold the new bytes: the
+//! record stands. Otherwise the transaction was never acknowledged and the record is
+//! dropped, and each page it rewrote in place is settled on its own: old bytes, nothing to
+//! do; new bytes, its sum rolls forward (an in-flight overwrite may leave new data);
+//! neither, a torn overwrite, left inside an open intent for the caller. An overwrite
+//! that fits the device's atomic write unit (NVMe AWUPF) is one command that lands whole
+//! or not at all, so it is never torn.
+//!
+//! Dropping a record is safe whatever it holds: a record that depends on it was planned
+//! after it committed, so that record's batch header confirms it; and what it frees is not
+//! reused before it commits.
 
 use keel_drivers::QueuePair;
 
 use super::plan::Planned;
 use super::Shard;
 use crate::meta::Delta;
-use crate::types::PAGE;
 
 /// The commit path of one transaction.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum CommitPath {
     /// Data, then the record.
     Serial,
-    /// An intent record, data, then the record.
-    Intent,
     /// Data and the record at once.
     Parallel,
+    /// The record (the intent), then the data.
+    IntentFirst,
+}
+
+impl CommitPath {
+    /// The record may be durable before its data: replay checks it until confirmed.
+    pub(crate) fn verify(self) -> bool {
+        self != CommitPath::Serial
+    }
 }
 
 impl<Q: QueuePair> Shard<Q> {
     /// The path of a metadata-only transaction that writes data.
     pub(crate) fn commit_path(&self, p: &Planned) -> CommitPath {
-        // Dropping an unconfirmed record at replay is safe whatever it holds: a record that
-        // depends on it was planned after it committed, so that record's batch header
-        // confirms it; and what it frees is not reused before it commits.
-        let parallel_ok = self.cfg.parallel_commit;
-        if p.overwrite_pages == 0 {
-            return if parallel_ok {
-                CommitPath::Parallel
-            } else {
-                CommitPath::Serial
-            };
-        }
-        if parallel_ok && p.fresh_pages == 0 && self.atomic_overwrite(&p.overwrites) {
-            return CommitPath::Parallel;
-        }
-        if self.cfg.overwrite_intents {
-            CommitPath::Intent
-        } else {
-            CommitPath::Serial
+        match (
+            p.overwrite_pages,
+            self.cfg.parallel_commit,
+            self.cfg.overwrite_intents,
+        ) {
+            (0, true, _) => CommitPath::Parallel,
+            (0, false, _) => CommitPath::Serial,
+            (_, _, true) => CommitPath::IntentFirst,
+            (_, _, false) => CommitPath::Serial,
         }
     }
 
-    /// Whether `overwrites` is one run that the device writes atomically across a power
-    /// failure (NVMe AWUPF/NAWUPF): at most the unit, not crossing a multiple of it, and
-    /// one command.
-    fn atomic_overwrite(&self, overwrites: &[(u64, u32)]) -> bool {
-        let [(phys, pages)] = overwrites else {
-            return false;
-        };
-        let bpp = PAGE / u64::from(self.geo.block_size);
-        let unit = u64::from(self.geo.atomic_write_blocks.max(1));
-        let (lba, blocks) = (phys * bpp, u64::from(*pages) * bpp);
-        let one_command = u64::from(*pages) * PAGE <= self.cfg.io_buf_bytes as u64;
-        one_command && blocks <= unit && lba / unit == (lba + blocks - 1) / unit
+    /// `CloseIntent` deltas for the pages a plan rewrites in place that sit inside open
+    /// intents (a torn overwrite being rewritten: the new bytes settle it).
+    pub(crate) fn closing_deltas(&self, p: &Planned) -> Vec<Delta> {
+        let sums = self.table.sums();
+        p.overwrites
+            .iter()
+            .flat_map(|&(phys, pages)| phys..phys + u64::from(pages))
+            .filter(|&page| sums.in_intent(page))
+            .map(|page| Delta::CloseIntent {
+                phys: page,
+                pages: 1,
+            })
+            .collect()
     }
-}
-
-/// The `OpenIntent` (or `CloseIntent`) deltas of the pages a plan rewrites in place.
-pub(crate) fn intent_deltas(p: &Planned, open: bool) -> Vec<Delta> {
-    p.overwrites
-        .iter()
-        .map(|&(phys, pages)| {
-            if open {
-                Delta::OpenIntent { phys, pages }
-            } else {
-                Delta::CloseIntent { phys, pages }
-            }
-        })
-        .collect()
 }
 
 /// The new sums of the pages a plan rewrites in place: (device page, sum).

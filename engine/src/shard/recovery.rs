@@ -35,13 +35,13 @@ pub struct ReplayReport {
     pub entries: u64,
     /// Journaled data pages written home.
     pub pages_rewritten: u64,
-    /// Parallel-commit entries not yet confirmed, whose data was checked.
-    pub parallel_checked: u64,
-    /// Of those, entries dropped because their data was not on the device (never
+    /// Entries written before or with their data (parallel commit, intent first) and not
+    /// yet confirmed, whose data was checked.
+    pub unconfirmed_checked: u64,
+    /// Of those, entries dropped because their data was not all on the device (never
     /// acknowledged).
-    pub parallel_dropped: u64,
-    /// Open intents found clean (the overwrite never reached the pages, or reached them
-    /// whole... as far as the old sum says) and closed.
+    pub unconfirmed_dropped: u64,
+    /// Open intents whose pages were found matching their sums, and closed.
     pub intents_closed: u64,
     /// Pages left inside open intents that fail their sums: torn overwrites, reported by
     /// reads and scrub until acknowledged or rewritten.
@@ -150,14 +150,18 @@ pub(crate) fn format_shard<Q: QueuePair>(
     Ok(())
 }
 
-/// Whether the data of an unconfirmed parallel-commit entry is on the device: every page
-/// its `Csum` deltas name must hold the bytes they describe. When it is not, the
-/// transaction was never acknowledged and the entry is dropped; a page it rewrote in place
-/// (an atomic overwrite) that now holds neither its old nor its new bytes gets an open
-/// intent, so that it is reported as a torn overwrite rather than as corruption.
-fn parallel_data_landed<Q: QueuePair>(
+/// Whether the data of an unconfirmed `verify` entry (parallel commit or intent first) is
+/// on the device: every page its `Csum` deltas name must hold the bytes they describe.
+/// When one does not, the transaction was never acknowledged and the entry is dropped; each
+/// page it rewrote in place is then settled alone (shard/path.rs): old bytes stay, new
+/// bytes get their new sum, and bytes that are neither (a torn write) get an open intent,
+/// so they are reported as a torn overwrite rather than as corruption. A page that an
+/// earlier full-journal entry will write home at the end of replay is left to that write:
+/// it puts the page back to the bytes its current sum describes.
+fn verified_data_landed<Q: QueuePair>(
     sync: &mut SyncIo<'_, Q>,
     table: &mut MetaTable,
+    home: &HashMap<u64, (u64, Vec<u8>)>,
     e: &Entry,
     bpp: u64,
 ) -> Result<bool> {
@@ -179,10 +183,22 @@ fn parallel_data_landed<Q: QueuePair>(
             .any(|&(s, n)| (s..s + u64::from(n)).contains(&p))
     };
     let mut freed = Vec::new();
-    for (p, _, page) in &pages {
-        if rewritten(*p) && page_sum(page) != table.sums().get(*p) {
-            table.apply(&Delta::OpenIntent { phys: *p, pages: 1 }, &mut freed)?;
+    for (p, new, page) in &pages {
+        if !rewritten(*p) || home.contains_key(p) {
+            continue; // a fresh page is unmapped again with the entry
         }
+        let now = page_sum(page);
+        let settle = if now == table.sums().get(*p) {
+            continue;
+        } else if now == *new {
+            Delta::Csum {
+                phys: *p,
+                sums: vec![*new],
+            }
+        } else {
+            Delta::OpenIntent { phys: *p, pages: 1 }
+        };
+        table.apply(&settle, &mut freed)?;
     }
     Ok(false)
 }
@@ -320,10 +336,10 @@ impl<Q: QueuePair> Shard<Q> {
         for (bseq, entries) in batches {
             for e in entries {
                 report.entries += 1;
-                if e.parallel && bseq > confirmed {
-                    report.parallel_checked += 1;
-                    if !parallel_data_landed(&mut sync, &mut table, &e, bpp)? {
-                        report.parallel_dropped += 1;
+                if e.verify && bseq > confirmed {
+                    report.unconfirmed_checked += 1;
+                    if !verified_data_landed(&mut sync, &mut table, &home, &e, bpp)? {
+                        report.unconfirmed_dropped += 1;
                         log::info!(
                             "shard {id}: batch {bseq}, txn {}: data never landed; dropped",
                             e.txn_seq
