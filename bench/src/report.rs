@@ -504,6 +504,7 @@ mod tests {
             block_count: 1 << 21,
             max_transfer_bytes: 1 << 20,
             atomic_write_blocks: 1,
+            fua_native: true,
             volatile_write_cache: false,
             write_zeroes: true,
             dma_align: 512,

@@ -17,6 +17,11 @@ pub struct Geometry {
     /// A volatile write cache is enabled: a completed write is not durable until a Flush,
     /// unless written with FUA.
     pub volatile_write_cache: bool,
+    /// A write with FUA costs about what a plain write does: the device implements FUA
+    /// (NVMe always; a kernel block device whose `queue/fua` says 1). Where FUA is
+    /// emulated (a kernel device without it, a regular file: a flush after each write), a
+    /// caller making many writes durable does better with plain writes and one Flush.
+    pub fua_native: bool,
     /// The device implements Write Zeroes natively.
     pub write_zeroes: bool,
     /// Required alignment of data buffers in memory, in bytes.

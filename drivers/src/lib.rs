@@ -31,6 +31,7 @@
 //! DMA memory ([`dma`]) comes from 2 MiB hugepages when reserved, else aligned heap memory.
 
 pub mod any;
+mod blockdev;
 pub mod command;
 pub mod dma;
 pub mod error;

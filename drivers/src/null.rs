@@ -30,6 +30,7 @@ impl NullDevice {
                 block_count,
                 max_transfer_bytes: 1 << 20,
                 atomic_write_blocks: 1,
+                fua_native: true,
                 volatile_write_cache: false,
                 write_zeroes: true,
                 dma_align: 4096.min(block_size),

@@ -152,7 +152,7 @@ impl PsyncDevice {
             check_max_transfer(path, cfg.max_transfer_bytes, block_size)?;
             let capacity =
                 ioctl_u64(&file, BLKGETSIZE64).map_err(open_err(path, "BLKGETSIZE64"))?;
-            let vwc = block_write_cache(path, meta.rdev());
+            let vwc = crate::blockdev::volatile_write_cache(meta.rdev());
             (Backing::BlockDevice, block_size, capacity, vwc)
         } else if file_type.is_file() {
             let block_size = cfg.block_size.unwrap_or(FILE_BLOCK_BYTES);
@@ -183,6 +183,8 @@ impl PsyncDevice {
             block_count,
             max_transfer_bytes: cfg.max_transfer_bytes,
             atomic_write_blocks: 1,
+            // FUA is a write then fdatasync here, whatever the device does.
+            fua_native: false,
             volatile_write_cache,
             write_zeroes: true,
             dma_align: block_size.max(4096),
@@ -509,23 +511,6 @@ fn check_max_transfer(path: &Path, max: u32, bs: u32) -> Result<(), DriverError>
         )));
     }
     Ok(())
-}
-
-/// Whether the block device `rdev` has a volatile write cache, from sysfs
-/// (`queue/write_cache` is "write back" or "write through"; a partition reads its disk's).
-/// Unknown counts as volatile: the engine then flushes, which is always safe.
-fn block_write_cache(path: &Path, rdev: u64) -> bool {
-    let dev = format!("/sys/dev/block/{}:{}", libc::major(rdev), libc::minor(rdev));
-    for file in ["queue/write_cache", "../queue/write_cache"] {
-        if let Ok(text) = std::fs::read_to_string(format!("{dev}/{file}")) {
-            return text.trim() == "write back";
-        }
-    }
-    log::warn!(
-        "psync: {}: no {dev}/queue/write_cache; assuming a volatile write cache",
-        path.display()
-    );
-    true
 }
 
 /// Reads block 0 once, so that a block size too small for the file system's direct-I/O

@@ -7,7 +7,7 @@ use crate::types::{JournalMode, PAGE};
 /// `"KEELSB\0\x01"`.
 pub const SB_MAGIC: [u8; 8] = *b"KEELSB\x00\x01";
 /// The only format this code reads and writes.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 /// Most shards a store may have.
 pub const MAX_SHARDS: usize = 62;
 const DESC_OFF: usize = 64;

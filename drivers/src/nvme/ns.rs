@@ -36,6 +36,7 @@ pub fn geometry(
         block_count: ns.nsze,
         max_transfer_bytes: max / block_size * block_size,
         atomic_write_blocks: ns.atomic_write_blocks(ctrlr),
+        fua_native: true,
         volatile_write_cache: vwc_enabled,
         write_zeroes: ctrlr.write_zeroes(),
         // PRP1 must be dword aligned (§4.3); every later page is found by translation.

@@ -71,6 +71,9 @@ pub struct SimConfig {
     pub atomic_write_blocks: u32,
     /// Honour the reported atomic write unit at a power cut.
     pub honour_atomic: bool,
+    /// Report FUA as native (`Geometry::fua_native`). FUA works the same either way; false
+    /// makes the engine choose plain writes and a flush, as on a kernel device without FUA.
+    pub fua_native: bool,
     /// Seed of every random choice.
     pub seed: u64,
     /// The clock.
@@ -93,6 +96,7 @@ impl SimConfig {
             cache_bytes: 256 << 20,
             atomic_write_blocks: 1,
             honour_atomic: true,
+            fua_native: true,
             seed: 0,
             clock: SimClock::real(),
         }
@@ -133,6 +137,7 @@ impl SimConfig {
             block_count: self.block_count,
             max_transfer_bytes: self.max_transfer_bytes,
             atomic_write_blocks: self.atomic_write_blocks,
+            fua_native: self.fua_native,
             volatile_write_cache: self.volatile_write_cache,
             write_zeroes: true,
             dma_align: 512,

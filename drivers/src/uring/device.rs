@@ -76,6 +76,9 @@ impl UringDevice {
             source,
         })?;
 
+        // RWF_DSYNC on a regular file syncs file system metadata too: never native.
+        let fua_native = meta.file_type().is_block_device()
+            && crate::blockdev::native_fua(meta.rdev());
         let (capacity_bytes, block_size, volatile_write_cache) = if meta.file_type().is_file() {
             let mut len = meta.len();
             if let Some(want) = cfg.create_bytes {
@@ -112,7 +115,7 @@ impl UringDevice {
                     path.display()
                 )));
             }
-            (bytes, block_size, write_cache_is_volatile(meta.rdev()))
+            (bytes, block_size, crate::blockdev::volatile_write_cache(meta.rdev()))
         } else {
             return Err(DriverError::Config(format!(
                 "{}: neither a regular file nor a block device",
@@ -146,6 +149,7 @@ impl UringDevice {
             block_count,
             max_transfer_bytes: max,
             atomic_write_blocks: 1,
+            fua_native,
             volatile_write_cache,
             write_zeroes: true,
             dma_align: block_size.max(4096),
@@ -237,23 +241,3 @@ fn ioctl_int(file: &File, request: libc::Ioctl) -> io::Result<u32> {
     u32::try_from(out).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
 }
 
-/// Reads `queue/write_cache` of the block device `rdev` from sysfs ("write back" means a
-/// volatile cache). A partition has no queue of its own: its disk's is one directory up.
-/// When neither can be read, assumes a volatile cache (the safe answer).
-fn write_cache_is_volatile(rdev: u64) -> bool {
-    let dev = format!(
-        "/sys/dev/block/{}:{}",
-        libc::major(rdev as libc::dev_t),
-        libc::minor(rdev as libc::dev_t)
-    );
-    for queue in [
-        format!("{dev}/queue/write_cache"),
-        format!("{dev}/../queue/write_cache"),
-    ] {
-        if let Ok(text) = std::fs::read_to_string(&queue) {
-            return text.trim() == "write back";
-        }
-    }
-    log::warn!("{dev}: no queue/write_cache in sysfs; assuming a volatile write cache");
-    true
-}

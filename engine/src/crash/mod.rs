@@ -179,6 +179,9 @@ fn sim_cfg(cfg: &CrashConfig, seed: u64, clock: SimClock, atomic: bool) -> SimCo
         c.atomic_write_blocks = 8;
         c.honour_atomic = true;
     }
+    // One cycle in four writes the data of parallel and intent-first records without FUA,
+    // with a flush before the batch commits.
+    c.fua_native = seed % 4 != 1;
     c.volatile_write_cache = cfg.volatile_cache;
     c.latency_ns = cfg.latency_ns;
     c.jitter_ns = cfg.latency_ns;

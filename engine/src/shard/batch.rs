@@ -41,6 +41,8 @@ pub(crate) enum BatchPhase {
     Writing,
     /// Every chunk is durable; it commits once every earlier batch has.
     Written,
+    /// A Flush after the data of its `verify` entries is in flight.
+    PostFlushing,
 }
 
 /// A sealed batch, from seal to commit.
@@ -50,6 +52,8 @@ pub(crate) struct SealedBatch {
     entries: Vec<usize>,
     data: Vec<u8>,
     write: ChunkedWrite,
+    /// Its `verify` entries write data without FUA on a volatile cache: flush before commit.
+    post_flush: bool,
 }
 
 impl<Q: QueuePair> Shard<Q> {
@@ -151,6 +155,7 @@ impl<Q: QueuePair> Shard<Q> {
         let mut data = vec![0u8; (blocks * bs) as usize];
         let mut at = HEADER_BYTES;
         let mut depends_on_data = false;
+        let mut verify_data = false;
         for &slot in &entries {
             let t = &mut self.txns[slot];
             data[at..at + t.entry.len()].copy_from_slice(&t.entry);
@@ -163,6 +168,7 @@ impl<Q: QueuePair> Shard<Q> {
                 t.state = TxnState::InBatch; // a parallel entry keeps writing its data
             }
             depends_on_data |= serial_data;
+            verify_data |= t.path.verify();
         }
         let header = BatchHeader {
             seq: self.journal.next_seq,
@@ -210,6 +216,7 @@ impl<Q: QueuePair> Shard<Q> {
             entries,
             data,
             write: ChunkedWrite::new(segments, self.geo.volatile_write_cache),
+            post_flush: verify_data && self.geo.volatile_write_cache && !self.verify_data_fua(),
         });
         if need_flush {
             self.data_since_flush = false;
@@ -239,6 +246,22 @@ impl<Q: QueuePair> Shard<Q> {
             if b.phase != BatchPhase::Written || data_pending {
                 return;
             }
+            if b.post_flush {
+                let seq = b.seq;
+                let b = self.batches.front_mut().expect("front exists");
+                b.post_flush = false;
+                b.phase = BatchPhase::PostFlushing;
+                self.stats.flushes += 1;
+                let r = self.io.submit(
+                    &mut self.journal_qp,
+                    Owner::Job(JobKind::BatchPostFlush(seq)),
+                    Command::Flush,
+                );
+                if let Err(e) = r {
+                    self.fail(format!("flush after the data of batch {seq}: {e}"));
+                }
+                return;
+            }
             let b = self.batches.pop_front().expect("front exists");
             self.journal.durable_seq = b.seq;
             for slot in b.entries {
@@ -264,6 +287,12 @@ impl<Q: QueuePair> Shard<Q> {
                 assert_eq!(self.batches[i].phase, BatchPhase::Flushing);
                 self.batches[i].phase = BatchPhase::Writing;
                 self.issue_batch(i);
+            }
+            JobKind::BatchPostFlush(seq) => {
+                let i = self.batch_index(seq);
+                assert_eq!(self.batches[i].phase, BatchPhase::PostFlushing);
+                self.batches[i].phase = BatchPhase::Written;
+                self.commit_batches();
             }
             JobKind::Batch(seq) => {
                 let i = self.batch_index(seq);

@@ -28,6 +28,9 @@ pub(crate) enum Owner {
 pub(crate) enum JobKind {
     /// The flush before the batch of this sequence number.
     BatchFlush(u64),
+    /// The flush after the data of a batch's `verify` entries (their data was written
+    /// without FUA), before the batch commits.
+    BatchPostFlush(u64),
     /// A chunk of the batch of this sequence number.
     Batch(u64),
     /// The flush before a checkpoint.

@@ -713,6 +713,7 @@ impl<Q: QueuePair> Shard<Q> {
     fn planned(&mut self, slot: usize, mut planned: Planned) {
         let full = self.txns[slot].full;
         let max_entry = (self.ring_blocks() * u64::from(self.block_size()) / 4) as usize;
+        let verify_fua = self.verify_data_fua();
         let path = if full || planned.runs.is_empty() {
             CommitPath::Serial
         } else {
@@ -789,7 +790,8 @@ impl<Q: QueuePair> Shard<Q> {
         }
         let has_data = !segments.is_empty();
         // Data of a record that may be durable first must be durable at completion.
-        let fua = self.cfg.data_fua || (path.verify() && self.geo.volatile_write_cache);
+        let fua = self.cfg.data_fua
+            || (path.verify() && self.geo.volatile_write_cache && verify_fua);
         t.write = Some(ChunkedWrite::new(segments, fua));
         if full || !has_data {
             t.planned = Some(planned);

@@ -67,6 +67,13 @@ impl<Q: QueuePair> Shard<Q> {
         }
     }
 
+    /// Whether the data of `verify` entries is written with FUA (durable at completion).
+    /// Where the device emulates FUA with a flush per write, plain writes and one Flush per
+    /// batch before it commits cost less (`docs/integrity.md` §3).
+    pub(crate) fn verify_data_fua(&self) -> bool {
+        self.cfg.data_fua || self.geo.fua_native
+    }
+
     /// `CloseIntent` deltas for the pages a plan rewrites in place that sit inside open
     /// intents (a torn overwrite being rewritten: the new bytes settle it).
     pub(crate) fn closing_deltas(&self, p: &Planned) -> Vec<Delta> {
