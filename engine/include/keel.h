@@ -19,10 +19,11 @@
  * - Objects are named by a collection (uint64_t) and a byte string (pointer + length,
  *   1..KEEL_MAX_NAME_BYTES bytes, any bytes, not NUL-terminated). Pointer + length pairs
  *   may be NULL when the length is 0.
- * - Structs that may grow carry or take their size (keel_opts.opts_size, the out_size of
- *   keel_store_stats): fields only get added at the end; a caller built against an older
- *   header gets defaults for what it does not know, one built against a newer header must
- *   leave the bytes this library does not know at zero.
+ * - Structs that may grow carry or take their size (keel_opts.opts_size,
+ *   keel_scrub_report.report_size, the out_size of keel_store_stats): fields only get
+ *   added at the end; a caller built against an older header gets defaults for what it
+ *   does not know, one built against a newer header must leave the bytes this library
+ *   does not know at zero.
  *
  * Threading
  * ---------
@@ -147,6 +148,43 @@
 #define KEEL_STRUCT_MAX_BYTES 4096
 
 /**
+ * A `keel_opts` switch (`overwrite_intents`, `parallel_commit`): the library's default
+ * (the value 0, so that a zeroed struct, and a caller built against an older header, get
+ * it).
+ */
+#define KEEL_OPT_DEFAULT 0
+
+/**
+ * A `keel_opts` switch: on.
+ */
+#define KEEL_OPT_ON 1
+
+/**
+ * A `keel_opts` switch: off.
+ */
+#define KEEL_OPT_OFF 2
+
+/**
+ * Highest `keel_opts.scrub_pages_per_sec` (64 GiB/s of 4 KiB pages).
+ */
+#define KEEL_SCRUB_MAX_PAGES_PER_SEC 16777216
+
+/**
+ * `struct keel_bad_range.kind`: a torn overwrite (reads fail with `-EILSEQ`).
+ */
+#define KEEL_BAD_TORN 1
+
+/**
+ * `struct keel_bad_range.kind`: corruption (reads fail with `-EBADMSG`).
+ */
+#define KEEL_BAD_CORRUPT 2
+
+/**
+ * Bytes of `struct keel_bad_range.name`: the longest name and a NUL.
+ */
+#define KEEL_BAD_RANGE_NAME_BYTES 256
+
+/**
  * Default object size of a volume (4 MiB): what `object_bytes` 0 means.
  */
 #define KEEL_VOLUME_DEFAULT_OBJECT_BYTES (4 << 20)
@@ -240,12 +278,115 @@ struct keel_opts {
      * valgrind); at most 1000000. Optional (not in version 1).
      */
     uint32_t reactor_sleep_us_max;
+    /**
+     * Overwrite intents: before a `KEEL_MODE_METADATA_ONLY` transaction rewrites data in
+     * place it records that it is about to (one more ordered journal write for such a
+     * transaction), so that after a power cut a torn overwrite reads as `-EILSEQ` (the
+     * caller's to acknowledge or rewrite) rather than as corruption (`-EBADMSG`).
+     * `KEEL_OPT_DEFAULT` (on), `KEEL_OPT_ON` or `KEEL_OPT_OFF`; any other value is
+     * `-EINVAL`. Optional (not in version 1).
+     */
+    uint32_t overwrite_intents;
+    /**
+     * Parallel commit: a `KEEL_MODE_METADATA_ONLY` transaction writing fresh pages (or
+     * overwriting within the device's atomic write unit) writes its journal record at the
+     * same time as its data, with the data's checksums: one device round trip instead of
+     * two. `KEEL_OPT_DEFAULT` (on), `KEEL_OPT_ON` or `KEEL_OPT_OFF`; any other value is
+     * `-EINVAL`. Optional (not in version 1).
+     */
+    uint32_t parallel_commit;
+    /**
+     * Background scrub (a core list given): pages per second each reactor reads and
+     * checks against their checksums, in the background, a batch of up to 64 at a time
+     * (0: off, the default; at most `KEEL_SCRUB_MAX_PAGES_PER_SEC`; nonzero without a
+     * core list is `-EINVAL`: nothing would run it). What it finds is counted in
+     * `keel_store_stats` (`scrub_*`); `keel_scrub` runs a full pass on demand and names
+     * the bad ranges. Optional (not in version 1).
+     */
+    uint64_t scrub_pages_per_sec;
+};
+
+/**
+ * What `keel_scrub` found, counted. Set `report_size` before the call; fields are only
+ * ever added at the end.
+ */
+struct keel_scrub_report {
+    /**
+     * Bytes of this struct the caller knows: set it to `sizeof(struct keel_scrub_report)`
+     * (at least 64, the size of version 1, at most `KEEL_STRUCT_MAX_BYTES`). The call
+     * fills that many bytes, with zeroes past the fields this library has; it leaves
+     * this field as it was.
+     */
+    size_t report_size;
+    /**
+     * Pages read and checked.
+     */
+    uint64_t pages;
+    /**
+     * Pages that match their checksums.
+     */
+    uint64_t clean;
+    /**
+     * Pages not checked because a write to them was in flight, or their object went
+     * away during the pass (the next pass checks them).
+     */
+    uint64_t skipped;
+    /**
+     * Pages in torn ranges.
+     */
+    uint64_t torn_pages;
+    /**
+     * Pages in corrupt ranges.
+     */
+    uint64_t corrupt_pages;
+    /**
+     * Torn ranges (runs of adjacent torn pages of one object).
+     */
+    uint64_t torn_ranges;
+    /**
+     * Corrupt ranges.
+     */
+    uint64_t corrupt_ranges;
+};
+
+/**
+ * A bad range `keel_scrub` found: whole pages of one object. Its layout is fixed (a
+ * different one would be a new struct).
+ */
+struct keel_bad_range {
+    /**
+     * The object's collection.
+     */
+    uint64_t coll;
+    /**
+     * First byte of the range in the object (a multiple of 4096).
+     */
+    uint64_t offset;
+    /**
+     * Bytes in the range (a multiple of 4096).
+     */
+    uint64_t len;
+    /**
+     * `KEEL_BAD_TORN` or `KEEL_BAD_CORRUPT`.
+     */
+    uint32_t kind;
+    /**
+     * Bytes of the object's name in `name` (1 to `KEEL_MAX_NAME_BYTES`).
+     */
+    uint32_t name_len;
+    /**
+     * The object's name, copied, zero-padded: `name[name_len]` is 0, so a name without
+     * NUL bytes is also a C string. Pass `name` and `name_len` to `keel_read` or
+     * `keel_txn_acknowledge` as they are.
+     */
+    uint8_t name[KEEL_BAD_RANGE_NAME_BYTES];
 };
 
 /**
  * Called once per submitted transaction with its result: `status` is 0 when it committed
  * (durable), or a negative errno when it failed and changed nothing (`-ENOENT`,
- * `-EEXIST`, `-ENOTEMPTY`, `-ENOSPC`, `-EROFS`, `-ESHUTDOWN`...).
+ * `-EEXIST`, `-ENOTEMPTY`, `-ENOSPC`, `-EROFS`, `-ESHUTDOWN`, `-EBADMSG` when a partial
+ * write had to read a corrupt page...).
  *
  * Without reactors (no core list) it runs on the thread that called `keel_poll`,
  * `keel_submit_sync` or `keel_store_close`, and may call the library (submit, poll, read,
@@ -255,9 +396,9 @@ struct keel_opts {
  * while that reactor waits for it: keep it short and never block in it. It may call
  * `keel_submit` (or get `-EBUSY` if another thread is inside a call on the store); calls
  * that wait for a reactor (`keel_submit_sync`, `keel_read`, `keel_stat`, `keel_getattr`,
- * `keel_omap_get`, `keel_store_stats`) fail with `-EDEADLK` there, and `keel_store_close`
- * with `-EBUSY` or `-EBADF`. Whatever the mode it must not unwind (C++ exceptions,
- * longjmp) out of the call.
+ * `keel_omap_get`, `keel_store_stats`, `keel_scrub`) fail with `-EDEADLK` there, and
+ * `keel_store_close` with `-EBUSY` or `-EBADF`. Whatever the mode it must not unwind (C++
+ * exceptions, longjmp) out of the call.
  */
 typedef void (*keel_done_cb)(void *cb_arg, int status);
 
@@ -332,6 +473,26 @@ struct keel_stats {
      * Read commands sent to the device.
      */
     uint64_t device_read_cmds;
+    /**
+     * Background scrub (`keel_opts.scrub_pages_per_sec`, reactors): pages checked.
+     */
+    uint64_t scrub_pages;
+    /**
+     * Background scrub: pages found torn (overwrites a power cut interrupted).
+     */
+    uint64_t scrub_torn_pages;
+    /**
+     * Background scrub: pages found corrupt.
+     */
+    uint64_t scrub_corrupt_pages;
+    /**
+     * Background scrub: complete passes, summed over reactors.
+     */
+    uint64_t scrub_passes;
+    /**
+     * Background scrub: steps that failed on a device error (the scrub went on).
+     */
+    uint64_t scrub_errors;
 };
 
 #ifdef __cplusplus
@@ -350,9 +511,10 @@ const char *keel_strerror(int rc);
 
 /**
  * Fills `opts` with the defaults (all zero: the simulated device, `KEEL_MODE_FULL`, no
- * path, no size, open rather than create, no cores, default journal and queue) and sets
- * `opts_size`. Pass `sizeof(struct keel_opts)` as `opts_size`: the first `opts_size`
- * bytes at `opts` are written.
+ * path, no size, open rather than create, no cores, default journal and queue, the
+ * default switches, no background scrub) and sets `opts_size`. Pass
+ * `sizeof(struct keel_opts)` as `opts_size`: the first `opts_size` bytes at `opts` are
+ * written.
  *
  * Does nothing when `opts` is NULL or `opts_size` is below `KEEL_OPTS_SIZE_V1` or above
  * `KEEL_STRUCT_MAX_BYTES`.
@@ -365,6 +527,40 @@ const char *keel_strerror(int rc);
  * `struct keel_opts`.
  */
 void keel_opts_init(struct keel_opts *opts, size_t opts_size);
+
+/**
+ * Runs a full scrub pass: reads every mapped page of the store and checks it against its
+ * checksum. Counts go to `*report`; the bad ranges, in (collection, name, offset) order,
+ * to `ranges[0..cap]` (at most `cap` of them: `torn_ranges + corrupt_ranges` says how
+ * many there are; `ranges` may be NULL when `cap` is 0, to count only). Every bad page
+ * is read once more through the checked read path before it is reported, so a page
+ * rewritten during the pass is not taken for corruption.
+ *
+ * Without a core list the pass runs on this thread, to completion (transactions already
+ * submitted move on meanwhile; their callbacks wait for the next `keel_poll`). With
+ * reactors every reactor scrubs its shard at once and takes no new work until its pass is
+ * done; this call lets go of the store handle while it waits, so other threads may use
+ * the store (but `keel_store_close` is `-EBUSY` until the pass ends). Either way it
+ * takes as long as reading every mapped page. The background scrub of
+ * `keel_opts.scrub_pages_per_sec` is not affected.
+ *
+ * Returns: 0; `-EINVAL` (NULL `store` or `report`; `report->report_size` below 64 or
+ * above `KEEL_STRUCT_MAX_BYTES`; NULL `ranges` with `cap` > 0), `-EBADF`, `-EBUSY`,
+ * `-EDEADLK` (called from a callback on a reactor thread), `-ESHUTDOWN` (a reactor is
+ * gone), `-EIO` or another device errno (a device read failed; the pass is lost), `-EIO`
+ * (internal error). On error `*report` and `ranges` are unchanged.
+ *
+ * Threading: the store's thread rule; may be called from a callback without reactors.
+ *
+ * # Safety
+ *
+ * `report` must be NULL or point to `report->report_size` writable bytes, aligned for
+ * `struct keel_scrub_report`; `ranges` must be NULL or point to `cap` writable entries.
+ */
+int keel_scrub(struct keel_store *store,
+               struct keel_scrub_report *report,
+               struct keel_bad_range *ranges,
+               size_t cap);
 
 /**
  * Opens (with `create`: formats, then opens) the store that `opts` names, and writes its
@@ -482,7 +678,10 @@ int keel_poll(struct keel_store *store);
  * Returns: 0; `-EINVAL` (NULL `store`, `name` or `read_out`, `name_len` 0, NULL `buf`
  * with `len` > 0), `-ENAMETOOLONG`, `-EFBIG` (`offset` past `KEEL_MAX_OBJECT_BYTES`),
  * `-ENOENT` (no such collection or object), `-ERANGE` (`offset` past the object's end;
- * `offset` equal to the size reads 0 bytes), `-EBADF`, `-EBUSY`, `-EIO` (device or
+ * `offset` equal to the size reads 0 bytes), `-EBADMSG` (a page of the range fails its
+ * checksum: corruption; nothing is returned, `keel_scrub` names the bad range),
+ * `-EILSEQ` (a page of the range holds a torn overwrite a power cut left: acknowledge it
+ * with `keel_txn_acknowledge` or rewrite it), `-EBADF`, `-EBUSY`, `-EIO` (device or
  * internal error). On error `buf` and `*read_out` are unchanged.
  *
  * Threading: the store's thread rule; may be called from a callback.
@@ -708,6 +907,32 @@ int keel_txn_zero(struct keel_txn *txn,
                   size_t name_len,
                   uint64_t offset,
                   uint64_t len);
+
+/**
+ * Appends: take the torn pages of `[offset, offset + len)` of the object as they are
+ * now. Torn pages are those a power cut left inside an interrupted in-place overwrite
+ * (reads of them fail with `-EILSEQ`; `keel_scrub` lists them as `KEEL_BAD_TORN`): they
+ * get checksums of their current bytes, which may mix old and new data, and read again.
+ * Other pages of the range are left alone: clean pages stay as they are, and corrupt
+ * ones (`-EBADMSG`) stay corrupt (rewrite or remove those). Completion: `-ENOENT` if the
+ * object is missing. Rewriting a torn range with `keel_txn_write` also clears it.
+ *
+ * Returns: 0; `-EINVAL` (NULL `txn` or `name`, `name_len` 0), `-ENAMETOOLONG`, `-EFBIG`
+ * (`offset + len` past the object size limit), `-E2BIG` (ops limit), `-EBADF`, `-EBUSY`,
+ * `-EIO`. On error the transaction is unchanged.
+ *
+ * Threading: any thread, one call per transaction at a time.
+ *
+ * # Safety
+ *
+ * `name` must point to `name_len` readable bytes.
+ */
+int keel_txn_acknowledge(struct keel_txn *txn,
+                         uint64_t coll,
+                         const void *name,
+                         size_t name_len,
+                         uint64_t offset,
+                         uint64_t len);
 
 /**
  * Appends: set the object's size to `size` bytes (completion: `-ENOENT` if missing).

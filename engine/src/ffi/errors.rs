@@ -9,9 +9,9 @@ use std::ffi::{c_char, c_int, CStr};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use libc::{
-    E2BIG, EACCES, EAGAIN, EBADF, EBUSY, EDEADLK, EEXIST, EFBIG, EINVAL, EIO, EISDIR, EMFILE,
-    ENAMETOOLONG, ENODEV, ENOENT, ENOMEM, ENOSPC, ENOTDIR, ENOTEMPTY, ENOTSUP, EPERM, ERANGE,
-    EROFS, ESHUTDOWN, EUCLEAN, EXDEV,
+    E2BIG, EACCES, EAGAIN, EBADF, EBADMSG, EBUSY, EDEADLK, EEXIST, EFBIG, EILSEQ, EINVAL, EIO,
+    EISDIR, EMFILE, ENAMETOOLONG, ENODEV, ENOENT, ENOMEM, ENOSPC, ENOTDIR, ENOTEMPTY, ENOTSUP,
+    EPERM, ERANGE, EROFS, ESHUTDOWN, EUCLEAN, EXDEV,
 };
 
 use crate::error::StoreError;
@@ -45,6 +45,8 @@ const MESSAGES: &[(c_int, &CStr)] = &[
     (EMFILE, c"too many open files"),
     (EXDEV, c"transaction names collections of two shards"),
     (EDEADLK, c"blocking call from a reactor thread (a callback) would wait for itself"),
+    (EBADMSG, c"data fails its checksum: corruption (keel_scrub names the range)"),
+    (EILSEQ, c"torn overwrite left by a power cut: acknowledge or rewrite the range"),
     (EIO, c"I/O error, or an internal error (a panic caught inside the library)"),
 ];
 
@@ -75,5 +77,72 @@ pub fn ffi_int(f: impl FnOnce() -> Result<c_int, c_int>) -> c_int {
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(Ok(v) | Err(v)) => v,
         Err(_) => -EIO,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::ObjKey;
+
+    /// Every errno an engine error maps to (device errors aside: those are the driver's)
+    /// has its own text.
+    #[test]
+    fn every_engine_errno_has_a_message() {
+        let key = || ObjKey::new(1, b"o".to_vec());
+        let all = [
+            StoreError::NoSuchCollection(1),
+            StoreError::CollectionExists(1),
+            StoreError::CollectionNotEmpty(1),
+            StoreError::NoSuchObject(key()),
+            StoreError::TooLong {
+                what: "name",
+                len: 300,
+                max: 255,
+            },
+            StoreError::OutOfRange {
+                what: "write",
+                offset: 0,
+                len: 0,
+                max: 0,
+            },
+            StoreError::ReadPastEnd {
+                key: key(),
+                offset: 1,
+                size: 0,
+            },
+            StoreError::InvalidTxn(String::new()),
+            StoreError::NoSpace(String::new()),
+            StoreError::NotFormatted(String::new()),
+            StoreError::Failed(String::new()),
+            StoreError::Busy(1),
+            StoreError::Closed,
+            StoreError::CrossShard {
+                first: 1,
+                first_shard: 0,
+                other: 2,
+                other_shard: 1,
+            },
+            StoreError::DataCorrupt {
+                key: key(),
+                offset: 0,
+                len: 4096,
+            },
+            StoreError::TornOverwrite {
+                key: key(),
+                offset: 0,
+                len: 4096,
+            },
+            StoreError::OnReactor("x"),
+        ];
+        let unknown = keel_strerror(-123_456);
+        for e in all {
+            let rc = e.errno();
+            assert!(rc < 0, "{e}");
+            assert_ne!(keel_strerror(rc), unknown, "no message for {rc} ({e})");
+        }
+        // SAFETY: keel_strerror returns a static NUL-terminated string.
+        let m = unsafe { CStr::from_ptr(keel_strerror(-EBADMSG)) };
+        assert!(m.to_str().unwrap().contains("checksum"));
     }
 }

@@ -18,6 +18,7 @@
 //!  keel_poll(store) ──► Store::poll, take_completions ──► cb(arg, status) on this thread
 //!  keel_submit_sync = keel_submit + poll until that one is done
 //!  keel_read / keel_stat / keel_getattr / keel_omap_get: committed state, at once
+//!  keel_scrub: every mapped page checked against its checksum; bad ranges named
 //!  keel_store_close: drain (callbacks run), checkpoint, free the handle
 //! ```
 //!
@@ -34,6 +35,8 @@
 //! - [`opts`]: `struct keel_opts`, its size-versioning, and opening the device.
 //! - [`txn`]: `struct keel_txn` and its builders, which check each op as it is added.
 //! - [`store`]: `struct keel_store`: open, submit, poll, reads, statistics, close.
+//! - [`scrub`]: `keel_scrub`, a full scrub pass, and the bad ranges it names (torn
+//!   overwrites to acknowledge with `keel_txn_acknowledge`, corruption).
 //! - [`volume`]: `struct keel_volume`: volumes (virtual disks over objects) on a store
 //!   with reactors: create, resize, remove, open, read, write, write-zeroes, trim, flush.
 //! - [`errors`]: `keel_strerror` and the errno values the library returns.
@@ -60,6 +63,7 @@ pub mod args;
 pub mod errors;
 pub mod handles;
 pub mod opts;
+pub mod scrub;
 pub mod store;
 pub mod txn;
 pub mod volume;
@@ -67,17 +71,22 @@ pub mod volume;
 pub use errors::keel_strerror;
 pub use opts::{
     keel_opts, keel_opts_init, KEEL_DEV_NVME, KEEL_DEV_PSYNC, KEEL_DEV_SIM, KEEL_DEV_URING,
-    KEEL_MODE_FULL, KEEL_MODE_METADATA_ONLY, KEEL_SIM_MAX_BYTES, KEEL_STRUCT_MAX_BYTES,
+    KEEL_MODE_FULL, KEEL_MODE_METADATA_ONLY, KEEL_OPT_DEFAULT, KEEL_OPT_OFF, KEEL_OPT_ON,
+    KEEL_SCRUB_MAX_PAGES_PER_SEC, KEEL_SIM_MAX_BYTES, KEEL_STRUCT_MAX_BYTES,
+};
+pub use scrub::{
+    keel_bad_range, keel_scrub, keel_scrub_report, KEEL_BAD_CORRUPT, KEEL_BAD_RANGE_NAME_BYTES,
+    KEEL_BAD_TORN,
 };
 pub use store::{
     keel_done_cb, keel_getattr, keel_omap_get, keel_poll, keel_read, keel_stat, keel_stats,
     keel_store, keel_store_close, keel_store_open, keel_store_stats, keel_submit, keel_submit_sync,
 };
 pub use txn::{
-    keel_txn, keel_txn_clone, keel_txn_clone_range, keel_txn_create, keel_txn_free, keel_txn_len,
-    keel_txn_mkcoll, keel_txn_new, keel_txn_omap_rm, keel_txn_omap_set, keel_txn_remove,
-    keel_txn_rmattr, keel_txn_rmcoll, keel_txn_set_full_journal, keel_txn_setattr,
-    keel_txn_truncate, keel_txn_write, keel_txn_zero,
+    keel_txn, keel_txn_acknowledge, keel_txn_clone, keel_txn_clone_range, keel_txn_create,
+    keel_txn_free, keel_txn_len, keel_txn_mkcoll, keel_txn_new, keel_txn_omap_rm,
+    keel_txn_omap_set, keel_txn_remove, keel_txn_rmattr, keel_txn_rmcoll,
+    keel_txn_set_full_journal, keel_txn_setattr, keel_txn_truncate, keel_txn_write, keel_txn_zero,
 };
 pub use volume::{
     keel_volume, keel_volume_close, keel_volume_create, keel_volume_flush, keel_volume_open,

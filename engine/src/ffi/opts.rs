@@ -25,7 +25,7 @@ use keel_drivers::uring::{UringConfig, UringDevice};
 use libc::EINVAL;
 
 use super::errors::errno;
-use crate::reactor::{Cores, Engine, Idle, ReactorConfig};
+use crate::reactor::{Cores, Engine, Idle, ReactorConfig, MAX_SCRUB_PAGES_PER_SEC};
 use crate::shard::ShardConfig;
 use crate::store::{MkfsOptions, Store};
 
@@ -70,6 +70,19 @@ pub const KEEL_JOURNAL_MAX_BYTES: u64 = 68_719_476_736;
 /// Largest `opts_size` or `out_size` accepted, in bytes: a larger one is taken for garbage
 /// (`-EINVAL`), not for a newer header.
 pub const KEEL_STRUCT_MAX_BYTES: usize = 4096;
+
+/// A `keel_opts` switch (`overwrite_intents`, `parallel_commit`): the library's default
+/// (the value 0, so that a zeroed struct, and a caller built against an older header, get
+/// it).
+pub const KEEL_OPT_DEFAULT: u32 = 0;
+/// A `keel_opts` switch: on.
+pub const KEEL_OPT_ON: u32 = 1;
+/// A `keel_opts` switch: off.
+pub const KEEL_OPT_OFF: u32 = 2;
+
+/// Highest `keel_opts.scrub_pages_per_sec` (64 GiB/s of 4 KiB pages).
+pub const KEEL_SCRUB_MAX_PAGES_PER_SEC: u64 = 16_777_216;
+const _: () = assert!(KEEL_SCRUB_MAX_PAGES_PER_SEC == MAX_SCRUB_PAGES_PER_SEC);
 
 /// Longest `reactor_sleep_us_max` (one second).
 const MAX_REACTOR_SLEEP_US: u32 = 1_000_000;
@@ -129,6 +142,26 @@ pub struct keel_opts {
     /// spins a little, then sleeps up to N microseconds (shared machines, tests under
     /// valgrind); at most 1000000. Optional (not in version 1).
     pub reactor_sleep_us_max: u32,
+    /// Overwrite intents: before a `KEEL_MODE_METADATA_ONLY` transaction rewrites data in
+    /// place it records that it is about to (one more ordered journal write for such a
+    /// transaction), so that after a power cut a torn overwrite reads as `-EILSEQ` (the
+    /// caller's to acknowledge or rewrite) rather than as corruption (`-EBADMSG`).
+    /// `KEEL_OPT_DEFAULT` (on), `KEEL_OPT_ON` or `KEEL_OPT_OFF`; any other value is
+    /// `-EINVAL`. Optional (not in version 1).
+    pub overwrite_intents: u32,
+    /// Parallel commit: a `KEEL_MODE_METADATA_ONLY` transaction writing fresh pages (or
+    /// overwriting within the device's atomic write unit) writes its journal record at the
+    /// same time as its data, with the data's checksums: one device round trip instead of
+    /// two. `KEEL_OPT_DEFAULT` (on), `KEEL_OPT_ON` or `KEEL_OPT_OFF`; any other value is
+    /// `-EINVAL`. Optional (not in version 1).
+    pub parallel_commit: u32,
+    /// Background scrub (a core list given): pages per second each reactor reads and
+    /// checks against their checksums, in the background, a batch of up to 64 at a time
+    /// (0: off, the default; at most `KEEL_SCRUB_MAX_PAGES_PER_SEC`; nonzero without a
+    /// core list is `-EINVAL`: nothing would run it). What it finds is counted in
+    /// `keel_store_stats` (`scrub_*`); `keel_scrub` runs a full pass on demand and names
+    /// the bad ranges. Optional (not in version 1).
+    pub scrub_pages_per_sec: u64,
 }
 
 /// `keel_opts` as bytes from C: the same layout, with every field valid for any bits
@@ -147,6 +180,9 @@ struct RawOpts {
     journal_bytes: u64,
     max_inflight_txns: u32,
     reactor_sleep_us_max: u32,
+    overwrite_intents: u32,
+    parallel_commit: u32,
+    scrub_pages_per_sec: u64,
 }
 
 /// Bytes of version 1 of `struct keel_opts` (`KEEL_OPTS_SIZE_V1` in the header).
@@ -171,7 +207,10 @@ const _: () = {
         ncores,
         journal_bytes,
         max_inflight_txns,
-        reactor_sleep_us_max
+        reactor_sleep_us_max,
+        overwrite_intents,
+        parallel_commit,
+        scrub_pages_per_sec
     );
     assert!(size_of::<RawOpts>() == size_of::<keel_opts>());
     assert!(size_of::<bool>() == 1);
@@ -179,9 +218,10 @@ const _: () = {
 };
 
 /// Fills `opts` with the defaults (all zero: the simulated device, `KEEL_MODE_FULL`, no
-/// path, no size, open rather than create, no cores, default journal and queue) and sets
-/// `opts_size`. Pass `sizeof(struct keel_opts)` as `opts_size`: the first `opts_size`
-/// bytes at `opts` are written.
+/// path, no size, open rather than create, no cores, default journal and queue, the
+/// default switches, no background scrub) and sets `opts_size`. Pass
+/// `sizeof(struct keel_opts)` as `opts_size`: the first `opts_size` bytes at `opts` are
+/// written.
 ///
 /// Does nothing when `opts` is NULL or `opts_size` is below `KEEL_OPTS_SIZE_V1` or above
 /// `KEEL_STRUCT_MAX_BYTES`.
@@ -237,6 +277,12 @@ pub struct Opts {
     pub journal_bytes: u64,
     /// Transactions in flight at most.
     pub max_inflight_txns: u32,
+    /// Record overwrite intents (`ShardConfig::overwrite_intents`).
+    pub overwrite_intents: bool,
+    /// Commit in parallel with the data (`ShardConfig::parallel_commit`).
+    pub parallel_commit: bool,
+    /// Background scrub rate of each reactor (0: off).
+    pub scrub_pages_per_sec: u64,
 }
 
 impl Opts {
@@ -276,6 +322,9 @@ impl Opts {
             journal_bytes: 0,
             max_inflight_txns: 0,
             reactor_sleep_us_max: 0,
+            overwrite_intents: KEEL_OPT_DEFAULT,
+            parallel_commit: KEEL_OPT_DEFAULT,
+            scrub_pages_per_sec: 0,
         };
         // SAFETY: `known` bytes are readable at p (known <= size) and writable in `raw`
         // (known <= size_of::<RawOpts>()); RawOpts is plain data valid for any bytes, and
@@ -305,9 +354,14 @@ impl Opts {
         let cores = unsafe { check_cores(raw.cores, raw.ncores) }?;
         if raw.journal_bytes > KEEL_JOURNAL_MAX_BYTES
             || raw.reactor_sleep_us_max > MAX_REACTOR_SLEEP_US
+            || raw.scrub_pages_per_sec > KEEL_SCRUB_MAX_PAGES_PER_SEC
+            || (raw.scrub_pages_per_sec > 0 && cores.is_empty())
         {
             return Err(-EINVAL);
         }
+        let defaults = ShardConfig::default();
+        let overwrite_intents = switch(raw.overwrite_intents, defaults.overwrite_intents)?;
+        let parallel_commit = switch(raw.parallel_commit, defaults.parallel_commit)?;
         let path = || -> Result<PathBuf, c_int> {
             if raw.path.is_null() {
                 return Err(-EINVAL);
@@ -350,6 +404,9 @@ impl Opts {
                 0 => DEFAULT_MAX_INFLIGHT_TXNS,
                 n => n,
             },
+            overwrite_intents,
+            parallel_commit,
+            scrub_pages_per_sec: raw.scrub_pages_per_sec,
         })
     }
 
@@ -380,6 +437,8 @@ impl Opts {
                 } else {
                     self.max_inflight_txns
                 },
+                overwrite_intents: self.overwrite_intents,
+                parallel_commit: self.parallel_commit,
                 ..ShardConfig::default()
             };
             let store = Store::open(dev, cfg).map_err(errno)?;
@@ -399,6 +458,7 @@ impl Opts {
                         sleep_us_max: n,
                     },
                 },
+                scrub_pages_per_sec: self.scrub_pages_per_sec,
                 ..ReactorConfig::default()
             };
             Engine::from_store(store, rcfg)
@@ -437,6 +497,17 @@ impl Opts {
                 AnyDevice::Nvme(NvmeDevice::open(&NvmeConfig::new(pci.as_str())).map_err(driver)?)
             }
         })
+    }
+}
+
+/// A `keel_opts` switch: `KEEL_OPT_DEFAULT` is `default`; anything but the three values is
+/// `-EINVAL`.
+fn switch(v: u32, default: bool) -> Result<bool, c_int> {
+    match v {
+        KEEL_OPT_DEFAULT => Ok(default),
+        KEEL_OPT_ON => Ok(true),
+        KEEL_OPT_OFF => Ok(false),
+        _ => Err(-EINVAL),
     }
 }
 

@@ -41,13 +41,14 @@ use super::txn::keel_txn;
 use super::KEEL_MAX_OBJECT_BYTES;
 use crate::error::Result;
 use crate::reactor::reactor::on_reactor;
-use crate::reactor::Notify;
+use crate::reactor::{Notify, ScrubStats};
 use crate::shard::TxnId;
 use crate::store::{Store, StoreStats};
 
 /// Called once per submitted transaction with its result: `status` is 0 when it committed
 /// (durable), or a negative errno when it failed and changed nothing (`-ENOENT`,
-/// `-EEXIST`, `-ENOTEMPTY`, `-ENOSPC`, `-EROFS`, `-ESHUTDOWN`...).
+/// `-EEXIST`, `-ENOTEMPTY`, `-ENOSPC`, `-EROFS`, `-ESHUTDOWN`, `-EBADMSG` when a partial
+/// write had to read a corrupt page...).
 ///
 /// Without reactors (no core list) it runs on the thread that called `keel_poll`,
 /// `keel_submit_sync` or `keel_store_close`, and may call the library (submit, poll, read,
@@ -57,9 +58,9 @@ use crate::store::{Store, StoreStats};
 /// while that reactor waits for it: keep it short and never block in it. It may call
 /// `keel_submit` (or get `-EBUSY` if another thread is inside a call on the store); calls
 /// that wait for a reactor (`keel_submit_sync`, `keel_read`, `keel_stat`, `keel_getattr`,
-/// `keel_omap_get`, `keel_store_stats`) fail with `-EDEADLK` there, and `keel_store_close`
-/// with `-EBUSY` or `-EBADF`. Whatever the mode it must not unwind (C++ exceptions,
-/// longjmp) out of the call.
+/// `keel_omap_get`, `keel_store_stats`, `keel_scrub`) fail with `-EDEADLK` there, and
+/// `keel_store_close` with `-EBUSY` or `-EBADF`. Whatever the mode it must not unwind (C++
+/// exceptions, longjmp) out of the call.
 pub type keel_done_cb = Option<unsafe extern "C" fn(cb_arg: *mut c_void, status: c_int)>;
 
 /// An object's committed state, summarized (`keel_stat`).
@@ -103,6 +104,16 @@ pub struct keel_stats {
     pub device_read_bytes: u64,
     /// Read commands sent to the device.
     pub device_read_cmds: u64,
+    /// Background scrub (`keel_opts.scrub_pages_per_sec`, reactors): pages checked.
+    pub scrub_pages: u64,
+    /// Background scrub: pages found torn (overwrites a power cut interrupted).
+    pub scrub_torn_pages: u64,
+    /// Background scrub: pages found corrupt.
+    pub scrub_corrupt_pages: u64,
+    /// Background scrub: complete passes, summed over reactors.
+    pub scrub_passes: u64,
+    /// Background scrub: steps that failed on a device error (the scrub went on).
+    pub scrub_errors: u64,
 }
 
 /// Who waits for a transaction.
@@ -195,6 +206,11 @@ impl keel_store {
         &self.backend
     }
 
+    /// What the store runs on, to drive it (`keel_scrub`).
+    pub(crate) fn backend_mut(&mut self) -> &mut Backend {
+        &mut self.backend
+    }
+
     /// Queues the content of `txn`. On error the content stays in `txn` (except `-EROFS`:
     /// the store refused it for good, and it is dropped).
     fn queue(&mut self, txn: &mut keel_txn, waiter: Waiter) -> std::result::Result<TxnId, c_int> {
@@ -260,10 +276,14 @@ impl keel_store {
         }
     }
 
-    fn counters(&self) -> Result<StoreStats> {
+    /// The store's counters, and the background scrub's (none without reactors).
+    fn counters(&self) -> Result<(StoreStats, ScrubStats)> {
         match &self.backend {
-            Backend::Polled(s) => Ok(s.stats()),
-            Backend::Reactors(e) => Ok(e.stats()?.total()),
+            Backend::Polled(s) => Ok((s.stats(), ScrubStats::default())),
+            Backend::Reactors(e) => {
+                let st = e.stats()?;
+                Ok((st.total(), st.scrub_total()))
+            }
         }
     }
 
@@ -584,7 +604,10 @@ pub extern "C" fn keel_poll(store: *mut keel_store) -> c_int {
 /// Returns: 0; `-EINVAL` (NULL `store`, `name` or `read_out`, `name_len` 0, NULL `buf`
 /// with `len` > 0), `-ENAMETOOLONG`, `-EFBIG` (`offset` past `KEEL_MAX_OBJECT_BYTES`),
 /// `-ENOENT` (no such collection or object), `-ERANGE` (`offset` past the object's end;
-/// `offset` equal to the size reads 0 bytes), `-EBADF`, `-EBUSY`, `-EIO` (device or
+/// `offset` equal to the size reads 0 bytes), `-EBADMSG` (a page of the range fails its
+/// checksum: corruption; nothing is returned, `keel_scrub` names the bad range),
+/// `-EILSEQ` (a page of the range holds a torn overwrite a power cut left: acknowledge it
+/// with `keel_txn_acknowledge` or rewrite it), `-EBADF`, `-EBUSY`, `-EIO` (device or
 /// internal error). On error `buf` and `*read_out` are unchanged.
 ///
 /// Threading: the store's thread rule; may be called from a callback.
@@ -816,7 +839,7 @@ pub unsafe extern "C" fn keel_store_stats(
         if out.is_null() || !(STATS_SIZE_V1..=KEEL_STRUCT_MAX_BYTES).contains(&out_size) {
             return Err(-EINVAL);
         }
-        let s = lease.get().counters().map_err(errno)?;
+        let (s, scrub) = lease.get().counters().map_err(errno)?;
         let dev = s.device();
         let stats = keel_stats {
             txns_committed: s.shards.txns_committed,
@@ -830,6 +853,11 @@ pub unsafe extern "C" fn keel_store_stats(
             checkpoints: s.shards.checkpoints,
             device_read_bytes: dev.bytes(Op::Read),
             device_read_cmds: dev.cmds(Op::Read),
+            scrub_pages: scrub.pages,
+            scrub_torn_pages: scrub.torn_pages,
+            scrub_corrupt_pages: scrub.corrupt_pages,
+            scrub_passes: scrub.passes,
+            scrub_errors: scrub.errors,
         };
         let known = out_size.min(size_of::<keel_stats>());
         // SAFETY: out points to out_size writable bytes (the caller's contract); `known`
@@ -844,9 +872,12 @@ pub unsafe extern "C" fn keel_store_stats(
     })
 }
 
-/// Bytes of version 1 of `struct keel_stats`.
-const STATS_SIZE_V1: usize = size_of::<keel_stats>();
-const _: () = assert!(STATS_SIZE_V1 == 88);
+/// Bytes of version 1 of `struct keel_stats` (up to `device_read_cmds`).
+const STATS_SIZE_V1: usize = 88;
+const _: () = {
+    assert!(std::mem::offset_of!(keel_stats, device_read_cmds) + 8 == STATS_SIZE_V1);
+    assert!(size_of::<keel_stats>() == 128);
+};
 
 // A store handle may move between threads (one call at a time), so the store must be Send.
 const _: () = {

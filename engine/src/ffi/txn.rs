@@ -286,6 +286,41 @@ pub unsafe extern "C" fn keel_txn_zero(
     })
 }
 
+/// Appends: take the torn pages of `[offset, offset + len)` of the object as they are
+/// now. Torn pages are those a power cut left inside an interrupted in-place overwrite
+/// (reads of them fail with `-EILSEQ`; `keel_scrub` lists them as `KEEL_BAD_TORN`): they
+/// get checksums of their current bytes, which may mix old and new data, and read again.
+/// Other pages of the range are left alone: clean pages stay as they are, and corrupt
+/// ones (`-EBADMSG`) stay corrupt (rewrite or remove those). Completion: `-ENOENT` if the
+/// object is missing. Rewriting a torn range with `keel_txn_write` also clears it.
+///
+/// Returns: 0; `-EINVAL` (NULL `txn` or `name`, `name_len` 0), `-ENAMETOOLONG`, `-EFBIG`
+/// (`offset + len` past the object size limit), `-E2BIG` (ops limit), `-EBADF`, `-EBUSY`,
+/// `-EIO`. On error the transaction is unchanged.
+///
+/// Threading: any thread, one call per transaction at a time.
+///
+/// # Safety
+///
+/// `name` must point to `name_len` readable bytes.
+#[no_mangle]
+pub unsafe extern "C" fn keel_txn_acknowledge(
+    txn: *mut keel_txn,
+    coll: u64,
+    name: *const c_void,
+    name_len: usize,
+    offset: u64,
+    len: u64,
+) -> c_int {
+    build(txn, 0, |t| {
+        // SAFETY: the caller's contract for name.
+        let name = unsafe { args::name(name, name_len) }?;
+        args::range(offset, len)?;
+        t.acknowledge(coll, name, offset, len);
+        Ok(())
+    })
+}
+
 /// Appends: set the object's size to `size` bytes (completion: `-ENOENT` if missing).
 ///
 /// Returns: 0; `-EINVAL` (NULL `txn` or `name`, `name_len` 0), `-ENAMETOOLONG`, `-EFBIG`

@@ -5,12 +5,12 @@
 //!                                                                       ▼
 //!   ┌──────────── reactor i (thread keel-reactor-i, pinned to its core) ───────────┐
 //!   │ inbox: ArrayQueue<Msg> (ring_depth) ─► ring poller ─► Shard::queue           │
-//!   │ pollers: ring, qpairs, txns, journal, checkpoint, completions, timers        │
+//!   │ pollers: ring, qpairs, txns, journal, checkpoint, completions, timers, scrub │
 //!   │ data queue pair + journal queue pair + journal ring + allocator + table      │
 //!   │ completions ─► Notify: callback (on this thread) | CompletionRing (tag, r)   │
 //!   └──────────────────────────────────────────────────────────────────────────────┘
-//!  reads / stat / getattr / omap / list / stats / fsck / drain: a Query message with a
-//!  one-entry reply ring; the asker waits on it
+//!  reads / stat / getattr / omap / list / stats / fsck / scrub / drain: a Query message
+//!  with a one-entry reply ring; the asker waits on it
 //! ```
 //!
 //! - **Shared nothing.** A reactor owns its shard; other threads reach it only through its
@@ -30,6 +30,10 @@
 //!   each reactor finishes what its ring and shard hold (every result delivered),
 //!   writes a checkpoint, and its thread is joined. A message that no reactor can answer
 //!   any more (its thread died) answers `Closed` as it is dropped.
+//! - **Scrub** ([`scrub`]): with [`ReactorConfig::scrub_pages_per_sec`] set, each reactor
+//!   checks its shard's pages against their sums in the background, a batch at a time at
+//!   that rate, and counts what it finds in [`ReactorStats::scrub`]; [`Engine::scrub`] runs
+//!   a full pass on every reactor at once and waits for it.
 //! - Blocking calls made on a reactor thread (from a callback) would wait for themselves:
 //!   they fail with [`StoreError::OnReactor`]; `try_submit` works there.
 
@@ -37,6 +41,7 @@ pub mod poller;
 #[allow(clippy::module_inception)]
 pub mod reactor;
 pub mod ring;
+pub mod scrub;
 pub mod stats;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -50,12 +55,13 @@ use keel_drivers::BlockDevice;
 pub use poller::{Poll, Poller, PollerId, POLLERS};
 pub use reactor::{Idle, Reactor, RING_BATCH};
 pub use ring::{Callback, CompletionRing, Maps, Notify, SubmitError};
+pub use scrub::{BadKind, Finding, ScrubStats, MAX_SCRUB_PAGES_PER_SEC, SCRUB_BATCH_PAGES};
 pub use stats::{LoopStats, ReactorStats};
 
 use crate::error::{Result, StoreError};
 use crate::fsck::FsckReport;
 use crate::shard::recovery::ReplayReport;
-use crate::shard::{Phase, ShardConfig};
+use crate::shard::{Phase, ScrubReport, ShardConfig};
 use crate::store::{route, shard_for, ObjStat, Store, StoreStats};
 use crate::superblock::Superblock;
 use crate::txn::Transaction;
@@ -94,6 +100,12 @@ pub struct ReactorConfig {
     pub stepped: bool,
     /// Reactor threads are named `{thread_name}-{index}` (Linux shows 15 bytes of it).
     pub thread_name: String,
+    /// Background scrub: pages per second each reactor reads and checks against their
+    /// sums, in batches of up to [`SCRUB_BATCH_PAGES`] (0: off, the default; at most
+    /// [`MAX_SCRUB_PAGES_PER_SEC`]). Wall time, so threaded mode only: stepped reactors
+    /// never scrub by themselves (a stepped test calls
+    /// [`Reactor::scrub_background_step`]). Findings: [`ReactorStats::scrub`].
+    pub scrub_pages_per_sec: u64,
 }
 
 impl Default for ReactorConfig {
@@ -105,6 +117,7 @@ impl Default for ReactorConfig {
             checkpoint_interval_ms: 0,
             stepped: false,
             thread_name: "keel-reactor".into(),
+            scrub_pages_per_sec: 0,
         }
     }
 }
@@ -136,6 +149,16 @@ pub struct EngineStats {
 }
 
 impl EngineStats {
+    /// The background scrub's counters summed over reactors, with every reactor's recent
+    /// bad ranges (in reactor order).
+    pub fn scrub_total(&self) -> ScrubStats {
+        let mut s = ScrubStats::default();
+        for r in &self.reactors {
+            s.add(&r.scrub);
+        }
+        s
+    }
+
     /// The store's counters summed over reactors, as [`Store::stats`] gives them.
     pub fn total(&self) -> StoreStats {
         let mut s = StoreStats::default();
@@ -239,6 +262,12 @@ where
                 rcfg.ring_depth
             )));
         }
+        if rcfg.scrub_pages_per_sec > MAX_SCRUB_PAGES_PER_SEC {
+            return Err(StoreError::Config(format!(
+                "scrub rate of {} pages per second (0..={MAX_SCRUB_PAGES_PER_SEC})",
+                rcfg.scrub_pages_per_sec
+            )));
+        }
         let parts = store.into_parts();
         let n = parts.shards.len();
         let cores: Vec<Option<usize>> = match &rcfg.cores {
@@ -264,7 +293,10 @@ where
             .shards
             .into_iter()
             .enumerate()
-            .map(|(i, sh)| Reactor::new(i, cores[i], sh, Arc::clone(&shared[i]), every))
+            .map(|(i, sh)| {
+                let shared = Arc::clone(&shared[i]);
+                Reactor::new(i, cores[i], sh, shared, every, rcfg.scrub_pages_per_sec)
+            })
             .collect();
         let (runner, to_spawn) = if rcfg.stepped {
             (Runner::Stepped(Mutex::new(reactors)), Vec::new())
@@ -533,6 +565,23 @@ impl<D: BlockDevice> Engine<D> {
     /// Asks reactor `i` and waits for the answer. Allocates the one-entry reply ring (a
     /// query moves a result out of the reactor anyway).
     fn ask(&self, i: usize, query: Query) -> Result<Answer> {
+        let slot = self.post(i, query)?;
+        self.answer_of(i, &slot)
+    }
+
+    /// Asks every reactor at once (each works on its own shard meanwhile), then waits for
+    /// every answer, in shard order.
+    fn ask_all(&self, query: impl Fn() -> Query) -> Result<Vec<Answer>> {
+        let slots = (0..self.shared.len())
+            .map(|i| self.post(i, query()))
+            .collect::<Result<Vec<_>>>()?;
+        (slots.iter().enumerate())
+            .map(|(i, slot)| self.answer_of(i, slot))
+            .collect()
+    }
+
+    /// Sends `query` to reactor `i`; its answer will be in the returned slot.
+    fn post(&self, i: usize, query: Query) -> Result<Arc<ArrayQueue<Result<Answer>>>> {
         let slot = Arc::new(ArrayQueue::new(1));
         self.push_wait(
             i,
@@ -541,6 +590,11 @@ impl<D: BlockDevice> Engine<D> {
                 reply: ReplyTo::new(&slot),
             },
         )?;
+        Ok(slot)
+    }
+
+    /// Waits for reactor `i` to answer into `slot`.
+    fn answer_of(&self, i: usize, slot: &ArrayQueue<Result<Answer>>) -> Result<Answer> {
         let sh = &self.shared[i];
         let mut b = Backoff(0);
         loop {
@@ -667,6 +721,28 @@ impl<D: BlockDevice> Engine<D> {
                     out.used_pages += r.used_pages;
                     out.errors.extend(r.errors);
                 }
+                a => return unexpected(a),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Reads every mapped page of every shard and checks it against its sum: one full
+    /// pass per reactor, all reactors at once, each answering when its pass is done (a
+    /// reactor takes no new messages during its pass; transactions already in its shard go
+    /// on). Every bad page is confirmed by a checked read before it is reported (see
+    /// [`scrub::confirm`]). The background scrub's cursor and counters are left alone.
+    ///
+    /// Errors: `OnReactor` on a reactor thread (a callback), `Closed`, a device error of a
+    /// reactor (the others' passes are lost with it).
+    pub fn scrub(&self) -> Result<ScrubReport> {
+        if on_reactor() {
+            return Err(StoreError::OnReactor("Engine::scrub"));
+        }
+        let mut out = ScrubReport::default();
+        for a in self.ask_all(|| Query::Scrub)? {
+            match a {
+                Answer::Scrub(r) => out.merge(*r),
                 a => return unexpected(a),
             }
         }

@@ -70,10 +70,13 @@ pub enum PollerId {
     Completions,
     /// Timers: the periodic checkpoint.
     Timers,
+    /// The background scrub (threaded mode, when `scrub_pages_per_sec` is set): a batch of
+    /// pages checked against their sums, at that rate.
+    Scrub,
 }
 
 /// How many pollers a reactor has.
-pub const POLLERS: usize = 7;
+pub const POLLERS: usize = 8;
 
 impl PollerId {
     /// Every poller, in turn order.
@@ -85,6 +88,7 @@ impl PollerId {
         PollerId::Checkpoint,
         PollerId::Completions,
         PollerId::Timers,
+        PollerId::Scrub,
     ];
 
     /// Lower-case name.
@@ -97,6 +101,7 @@ impl PollerId {
             PollerId::Checkpoint => "checkpoint",
             PollerId::Completions => "completions",
             PollerId::Timers => "timers",
+            PollerId::Scrub => "scrub",
         }
     }
 }

@@ -6,6 +6,7 @@
 //!   messages   reap both   plan, data  group      slot A/B      callbacks / completion
 //!   into the   queue pairs writes      commit                   rings; drain barriers
 //!   shard
+//!         ─► scrub: a batch of pages checked against their sums, at its rate (scrub.rs)
 //! ```
 //!
 //! The shard's own steps are [`Shard::poll`]'s, one poller each, in the same order, so a
@@ -26,12 +27,13 @@ use keel_drivers::QueuePair;
 
 use super::poller::{Poll, Poller, PollerId, POLLERS};
 use super::ring::{Answer, Armed, Msg, Query, ReplyTo};
+use super::scrub::{confirm, BackgroundScrub};
 use super::stats::{LoopStats, ReactorStats};
 use crate::error::{Result, StoreError};
 use crate::fsck::{fsck_shard, FsckReport};
 use crate::shard::{Shard, TxnId};
 use crate::store::ObjStat;
-use crate::types::ObjKey;
+use crate::types::{ObjKey, PAGE};
 
 /// Most pending notifications a reactor preallocates room for.
 pub const PENDING_PREALLOC_MAX: usize = 1 << 16;
@@ -159,6 +161,8 @@ pub struct Reactor<Q: QueuePair> {
     last_checkpoint: Option<Instant>,
     /// Threaded mode: when the loop started (stepped mode keeps no time).
     started: Option<Instant>,
+    /// The background scrub: its rate, cursor and counters.
+    scrub: BackgroundScrub,
 }
 
 impl<Q: QueuePair> Reactor<Q> {
@@ -168,6 +172,7 @@ impl<Q: QueuePair> Reactor<Q> {
         shard: Shard<Q>,
         shared: Arc<Shared>,
         checkpoint_every: Option<Duration>,
+        scrub_pages_per_sec: u64,
     ) -> Self {
         // Sized for the shard's limit (a store configured past PENDING_PREALLOC_MAX grows
         // the map instead).
@@ -184,6 +189,7 @@ impl<Q: QueuePair> Reactor<Q> {
             checkpoint_every,
             last_checkpoint: None,
             started: None,
+            scrub: BackgroundScrub::new(scrub_pages_per_sec),
         }
     }
 
@@ -225,7 +231,16 @@ impl<Q: QueuePair> Reactor<Q> {
             data_io,
             journal_io,
             ring_depth: self.shared.inbox.capacity(),
+            scrub: self.scrub.stats().clone(),
         }
+    }
+
+    /// Runs one step of the background scrub now, on up to `max_pages` pages: no rate, no
+    /// clock. For stepped tests, which get no background scrub otherwise (it runs
+    /// on the wall clock); what it finds goes into the same counters
+    /// ([`ReactorStats::scrub`]). Returns the pages visited.
+    pub fn scrub_background_step(&mut self, max_pages: u64) -> u64 {
+        self.scrub.step(&mut self.shard, max_pages)
     }
 
     /// One turn: every poller once, in [`PollerId::ALL`] order.
@@ -241,6 +256,7 @@ impl<Q: QueuePair> Reactor<Q> {
         self.shard.poll_end();
         busy[5] = self.poll_completions();
         busy[6] = self.poll_timers();
+        busy[7] = self.poll_scrub();
         let s = &mut self.stats;
         s.iterations += 1;
         let any = busy.iter().any(|b| *b);
@@ -357,6 +373,13 @@ impl<Q: QueuePair> Reactor<Q> {
                 Answer::Fsck(r)
             }
             Query::Phase => Answer::Phase(sh.phase()),
+            Query::Scrub => {
+                let mut r = sh.scrub()?;
+                confirm(&mut r, |k, off| {
+                    sh.read(k.coll, &k.name, off, PAGE as usize).map(drop)
+                })?;
+                Answer::Scrub(Box::new(r))
+            }
             Query::Drain => unreachable!("drain is a barrier"),
         })
     }
@@ -399,6 +422,22 @@ impl<Q: QueuePair> Reactor<Q> {
         self.last_checkpoint = Some(Instant::now());
         self.shard.request_checkpoint();
         true
+    }
+
+    /// The background scrub: in threaded mode, with a rate, on a healthy shard that is not
+    /// stopping, a batch of pages once the rate allows one (see [`super::scrub`]).
+    fn poll_scrub(&mut self) -> bool {
+        if !self.scrub.is_on()
+            || self.started.is_none()
+            || self.stop
+            || self.shard.failure().is_some()
+        {
+            return false;
+        }
+        match self.scrub.due(Instant::now()) {
+            0 => false,
+            pages => self.scrub.step(&mut self.shard, pages) > 0,
+        }
     }
 
     /// Stop: finishes every message in the ring and every transaction in the shard

@@ -26,7 +26,7 @@ use crossbeam_queue::ArrayQueue;
 use super::stats::ReactorStats;
 use crate::error::{Result, StoreError};
 use crate::fsck::FsckReport;
-use crate::shard::Phase;
+use crate::shard::{Phase, ScrubReport};
 use crate::store::ObjStat;
 use crate::txn::Transaction;
 use crate::types::CollId;
@@ -273,6 +273,8 @@ pub(crate) enum Query {
     Stats,
     Fsck,
     Phase,
+    /// A full scrub pass over the shard, confirmed (`Engine::scrub`).
+    Scrub,
     /// Answered once the shard has nothing queued or in flight.
     Drain,
 }
@@ -291,6 +293,7 @@ pub(crate) enum Answer {
     Stats(Box<ReactorStats>),
     Fsck(FsckReport),
     Phase(Phase),
+    Scrub(Box<ScrubReport>),
     Done,
 }
 

@@ -1,11 +1,14 @@
 //! Per-reactor statistics: what the loop did, and what its shard and queue pairs counted.
 //!
 //! The loop counters are plain integers owned by the reactor (no atomics on the I/O path);
-//! a snapshot travels to whoever asks, as a `Stats` query through the reactor's ring.
+//! a snapshot travels to whoever asks, as a `Stats` query through the reactor's ring. The
+//! snapshot carries the background scrub's counters and its most recent bad ranges
+//! ([`ScrubStats`]), so it is `Clone`, not `Copy`.
 
 use keel_drivers::{IoStats, Op};
 
 use super::poller::{PollerId, POLLERS};
+use super::scrub::ScrubStats;
 use crate::shard::ShardStats;
 
 /// What a reactor's loop did since it started.
@@ -98,7 +101,7 @@ impl LoopStats {
 }
 
 /// A snapshot of one reactor.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct ReactorStats {
     /// The reactor's index (= its shard's).
     pub reactor: usize,
@@ -114,6 +117,8 @@ pub struct ReactorStats {
     pub journal_io: IoStats,
     /// Capacity of its message ring.
     pub ring_depth: usize,
+    /// Its background scrub (all zero when `scrub_pages_per_sec` is 0).
+    pub scrub: ScrubStats,
 }
 
 impl ReactorStats {

@@ -3,7 +3,8 @@
  * errno and changes nothing (NULLs, stale and wrong-kind handles, zero and overlong
  * lengths, offsets past the object size limit, unknown enums, opts_size from older and
  * newer headers); every builder and call does what it says on the happy path; a store on
- * a file keeps its data across close and open.
+ * a file keeps its data across close and open; a byte flipped in the file is found by
+ * keel_scrub (with and without reactors) and fails reads with -EBADMSG.
  *
  * Built by vendor-scripts/c-tests.sh with gcc -std=c11 -Wall -Wextra -Werror against
  * libkeel and run under valgrind. Prints one line per test and "N passed, N failed" last;
@@ -19,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "keel.h"
@@ -142,6 +144,8 @@ static void test_opts_init(void) {
     EXPECT(o.dev_kind == KEEL_DEV_SIM && o.mode == KEEL_MODE_FULL && o.path == NULL);
     EXPECT(!o.create && o.size_bytes == 0 && o.cores == NULL && o.ncores == 0);
     EXPECT(o.journal_bytes == 0 && o.max_inflight_txns == 0);
+    EXPECT(o.overwrite_intents == KEEL_OPT_DEFAULT && o.parallel_commit == KEEL_OPT_DEFAULT);
+    EXPECT(o.scrub_pages_per_sec == 0);
 
     /* A newer header's larger struct: all of it zeroed, the size recorded. */
     unsigned char big[sizeof o + 32];
@@ -204,6 +208,15 @@ static void test_open_bad_fields(void) {
     sim_opts(&o);
     o.journal_bytes = KEEL_JOURNAL_MAX_BYTES + 1;
     EXPECT_RC(keel_store_open(&o, &s), -EINVAL);
+    sim_opts(&o);
+    o.overwrite_intents = KEEL_OPT_OFF + 1;
+    EXPECT_RC(keel_store_open(&o, &s), -EINVAL);
+    sim_opts(&o);
+    o.parallel_commit = 0xffffffffu;
+    EXPECT_RC(keel_store_open(&o, &s), -EINVAL);
+    sim_opts(&o);
+    o.scrub_pages_per_sec = 100; /* no core list: no reactor to run it */
+    EXPECT_RC(keel_store_open(&o, &s), -EINVAL);
 
     sim_opts(&o);
     o.dev_kind = KEEL_DEV_PSYNC; /* no path */
@@ -231,12 +244,38 @@ static void test_open_bad_fields(void) {
     EXPECT_RC(keel_store_open(&o, &s), -EINVAL);
     EXPECT(s == NULL);
 
-    /* A valid core list is accepted. */
+    /* A valid core list is accepted; a scrub rate needs one, up to the limit. */
     uint32_t core0[1] = {0};
     sim_opts(&o);
     o.cores = core0;
     o.ncores = 1;
+    o.scrub_pages_per_sec = KEEL_SCRUB_MAX_PAGES_PER_SEC + 1;
+    EXPECT_RC(keel_store_open(&o, &s), -EINVAL);
+    EXPECT(s == NULL);
+    o.scrub_pages_per_sec = KEEL_SCRUB_MAX_PAGES_PER_SEC;
+    o.reactor_sleep_us_max = 200;
     REQUIRE(keel_store_open(&o, &s) == 0);
+    EXPECT_RC(keel_store_close(s), 0);
+
+    /* Both switches off, explicitly: a store that works. */
+    sim_opts(&o);
+    o.mode = KEEL_MODE_METADATA_ONLY;
+    o.overwrite_intents = KEEL_OPT_OFF;
+    o.parallel_commit = KEEL_OPT_OFF;
+    s = NULL;
+    REQUIRE(keel_store_open(&o, &s) == 0);
+    struct keel_txn *t = keel_txn_new();
+    REQUIRE(t != NULL);
+    EXPECT_RC(keel_txn_mkcoll(t, 1), 0);
+    EXPECT_RC(keel_txn_write(t, 1, S("x"), 0, S("twice")), 0);
+    EXPECT_RC(keel_submit_sync(s, t), 0);
+    EXPECT_RC(keel_txn_write(t, 1, S("x"), 0, S("TW")), 0); /* in place */
+    EXPECT_RC(keel_submit_sync(s, t), 0);
+    char back[8];
+    size_t n = 0;
+    EXPECT_RC(keel_read(s, 1, S("x"), 0, back, sizeof back, &n), 0);
+    EXPECT(n == 5 && memcmp(back, "TWice", 5) == 0);
+    keel_txn_free(t);
     EXPECT_RC(keel_store_close(s), 0);
 }
 
@@ -385,6 +424,9 @@ static void test_builder_bad_input(void) {
     EXPECT_RC(keel_txn_truncate(t, 1, S("a"), KEEL_MAX_OBJECT_BYTES + 1), -EFBIG);
     EXPECT_RC(keel_txn_clone_range(t, 1, S("a"), S("b"), KEEL_MAX_OBJECT_BYTES, 1, 0), -EFBIG);
     EXPECT_RC(keel_txn_clone_range(t, 1, S("a"), S("b"), 0, 1, KEEL_MAX_OBJECT_BYTES), -EFBIG);
+    EXPECT_RC(keel_txn_acknowledge(t, 1, S("a"), 1, KEEL_MAX_OBJECT_BYTES), -EFBIG);
+    EXPECT_RC(keel_txn_acknowledge(t, 1, NULL, 1, 0, 4096), -EINVAL);
+    EXPECT_RC(keel_txn_acknowledge(t, 1, longname, sizeof longname, 0, 4096), -ENAMETOOLONG);
     EXPECT(txn_len(t) == 1);
     /* Zero lengths are allowed: an empty write creates, NULL data is fine with it. */
     EXPECT_RC(keel_txn_write(t, 1, S("a"), 0, NULL, 0), 0);
@@ -762,7 +804,7 @@ static void test_stats(void) {
     struct keel_stats st;
     memset(&st, 0xff, sizeof st);
     EXPECT_RC(keel_store_stats(s, NULL, sizeof st), -EINVAL);
-    EXPECT_RC(keel_store_stats(s, &st, sizeof st - 8), -EINVAL);
+    EXPECT_RC(keel_store_stats(s, &st, 80), -EINVAL); /* below version 1 (88 bytes) */
     EXPECT_RC(keel_store_stats(s, &st, KEEL_STRUCT_MAX_BYTES + 1), -EINVAL);
     EXPECT(st.txns_committed == UINT64_MAX); /* untouched */
     EXPECT_RC(keel_store_stats(s, &st, sizeof st), 0);
@@ -770,6 +812,12 @@ static void test_stats(void) {
     EXPECT(st.client_bytes == sizeof data);
     EXPECT(st.device_write_bytes >= sizeof data && st.device_write_cmds >= 2);
     EXPECT(st.journal_batches >= 2 && st.journal_batch_entries == 2);
+    EXPECT(st.scrub_pages == 0 && st.scrub_passes == 0 && st.scrub_errors == 0);
+
+    /* An older header's version 1: 88 bytes written, the scrub counters past it not. */
+    memset(&st, 0xff, sizeof st);
+    EXPECT_RC(keel_store_stats(s, &st, 88), 0);
+    EXPECT(st.device_read_cmds != UINT64_MAX && st.scrub_pages == UINT64_MAX);
 
     /* A newer header's larger struct: our counters, then zeroes. */
     union {
@@ -790,8 +838,9 @@ static void test_stats(void) {
 
 static void test_strerror(void) {
     EXPECT(strcmp(keel_strerror(0), "success") == 0);
-    int codes[] = {EINVAL, EBADF, EBUSY, ENOENT, EEXIST, ENOTEMPTY, ENAMETOOLONG, E2BIG,
-                   EFBIG, ERANGE, ENOSPC, EAGAIN, EROFS, EUCLEAN, ENOTSUP, ESHUTDOWN, EIO};
+    int codes[] = {EINVAL, EBADF,   EBUSY,     ENOENT, EEXIST,  ENOTEMPTY, ENAMETOOLONG,
+                   E2BIG,  EFBIG,   ERANGE,    ENOSPC, EAGAIN,  EROFS,     EUCLEAN,
+                   ENOTSUP, EXDEV,  ESHUTDOWN, EIO,    EDEADLK, EBADMSG,   EILSEQ};
     const char *unknown = keel_strerror(-123456);
     EXPECT(unknown != NULL && *unknown != '\0');
     for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++) {
@@ -870,6 +919,170 @@ static void test_reopen_psync_metadata_only(void) {
 }
 
 static void test_reopen_uring(void) { reopen_keeps_data(KEEL_DEV_URING, KEEL_MODE_FULL); }
+
+/* ---- scrub ---------------------------------------------------------------------------- */
+
+#define SCRUB_COLL 9
+#define PAGE 4096u
+
+/* Pages of pseudo-random bytes (an xorshift stream): no page of them occurs twice, nor
+ * anywhere else in a store. */
+static void noise(unsigned char *buf, size_t len, uint64_t seed) {
+    uint64_t x = seed * 0x9e3779b97f4a7c15ull + 1;
+    for (size_t i = 0; i < len; i++) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        buf[i] = (unsigned char)(x >> 24);
+    }
+}
+
+/* Flips a bit of byte `byte` of the one 4 KiB-aligned page of the file at `path` that
+ * holds `page`. Returns how many pages matched (the flip is made only when exactly one
+ * did). */
+static int flip_in_file(const char *path, const unsigned char *page, size_t byte) {
+    int fd = open(path, O_RDWR);
+    if (fd < 0) {
+        return -1;
+    }
+    static unsigned char buf[PAGE];
+    int found = 0;
+    off_t at = -1;
+    for (off_t off = 0; pread(fd, buf, PAGE, off) == (ssize_t)PAGE; off += PAGE) {
+        if (memcmp(buf, page, PAGE) == 0) {
+            found++;
+            at = off;
+        }
+    }
+    if (found == 1) {
+        unsigned char b = page[byte] ^ 0x10;
+        if (pwrite(fd, &b, 1, at + (off_t)byte) != 1 || fsync(fd) != 0) {
+            found = -1;
+        }
+    }
+    close(fd);
+    return found;
+}
+
+static void sleep_ms(long ms) {
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+/* A full pass over the store: one corrupt range, page 1 of "rot", and nothing else. */
+static void expect_one_corrupt_page(struct keel_store *s, uint64_t pages) {
+    struct keel_scrub_report r;
+    struct keel_bad_range ranges[4];
+    memset(&r, 0xff, sizeof r);
+    memset(ranges, 0xff, sizeof ranges);
+    r.report_size = sizeof r;
+    EXPECT_RC(keel_scrub(s, &r, ranges, 4), 0);
+    EXPECT(r.report_size == sizeof r);
+    EXPECT(r.pages == pages && r.clean == pages - 1 && r.skipped == 0);
+    EXPECT(r.corrupt_pages == 1 && r.corrupt_ranges == 1);
+    EXPECT(r.torn_pages == 0 && r.torn_ranges == 0);
+    EXPECT(ranges[0].coll == SCRUB_COLL && ranges[0].kind == KEEL_BAD_CORRUPT);
+    EXPECT(ranges[0].offset == PAGE && ranges[0].len == PAGE);
+    EXPECT(ranges[0].name_len == 3 && memcmp(ranges[0].name, "rot", 4) == 0);
+    EXPECT(ranges[1].coll == UINT64_MAX); /* one entry written */
+}
+
+/* A store on a file; a bit of one page of an object flipped in the file while the store is
+ * closed; keel_scrub names the range (polled, then on a reactor, which also finds it in
+ * the background); reads of it fail with -EBADMSG; acknowledging does not hide
+ * corruption; rewriting the page heals it. */
+static void test_scrub_finds_a_flipped_byte(void) {
+    char path[256];
+    temp_path(path, sizeof path);
+    struct keel_opts o;
+    keel_opts_init(&o, sizeof o);
+    o.dev_kind = KEEL_DEV_PSYNC;
+    o.mode = KEEL_MODE_METADATA_ONLY; /* data is written once, in place */
+    o.path = path;
+    o.size_bytes = 32 * MIB;
+    o.create = true;
+    struct keel_store *s = NULL;
+    REQUIRE(keel_store_open(&o, &s) == 0);
+    static unsigned char rot[3 * PAGE], fine[2 * PAGE + 10], back[3 * PAGE];
+    noise(rot, sizeof rot, 1);
+    noise(fine, sizeof fine, 2);
+    struct keel_txn *t = keel_txn_new();
+    REQUIRE(t != NULL);
+    EXPECT_RC(keel_txn_mkcoll(t, SCRUB_COLL), 0);
+    EXPECT_RC(keel_txn_write(t, SCRUB_COLL, S("rot"), 0, rot, sizeof rot), 0);
+    EXPECT_RC(keel_txn_write(t, SCRUB_COLL, S("fine"), 0, fine, sizeof fine), 0);
+    EXPECT_RC(commit(s, t), 0);
+    const uint64_t pages = 3 + 3;
+
+    /* Clean: nothing found, and counting without a range buffer works. */
+    struct keel_scrub_report r;
+    memset(&r, 0, sizeof r);
+    r.report_size = sizeof r;
+    EXPECT_RC(keel_scrub(s, &r, NULL, 0), 0);
+    EXPECT(r.pages == pages && r.clean == pages && r.corrupt_ranges == 0);
+    EXPECT_RC(keel_store_close(s), 0);
+
+    REQUIRE(flip_in_file(path, rot + PAGE, 100) == 1);
+    o.create = false;
+    s = NULL;
+    REQUIRE(keel_store_open(&o, &s) == 0);
+
+    /* Bad arguments change nothing. */
+    EXPECT_RC(keel_scrub(s, NULL, NULL, 0), -EINVAL);
+    r.report_size = 8; /* below version 1 */
+    EXPECT_RC(keel_scrub(s, &r, NULL, 0), -EINVAL);
+    r.report_size = sizeof r;
+    EXPECT_RC(keel_scrub(s, &r, NULL, 1), -EINVAL);
+    EXPECT_RC(keel_scrub(NULL, &r, NULL, 0), -EINVAL);
+
+    expect_one_corrupt_page(s, pages);
+    size_t n = 0;
+    EXPECT_RC(keel_read(s, SCRUB_COLL, S("rot"), 0, back, sizeof back, &n), -EBADMSG);
+    EXPECT_RC(keel_read(s, SCRUB_COLL, S("rot"), 2 * PAGE - 1, back, 2, &n), -EBADMSG);
+    EXPECT_RC(keel_read(s, SCRUB_COLL, S("rot"), 0, back, PAGE, &n), 0);
+    EXPECT(n == PAGE && memcmp(back, rot, PAGE) == 0);
+    EXPECT_RC(keel_read(s, SCRUB_COLL, S("fine"), 0, back, sizeof back, &n), 0);
+    EXPECT(n == sizeof fine && memcmp(back, fine, sizeof fine) == 0);
+    /* Acknowledging takes torn pages as they are, never corrupt ones. */
+    EXPECT_RC(keel_txn_acknowledge(t, SCRUB_COLL, S("rot"), 0, sizeof rot), 0);
+    EXPECT_RC(commit(s, t), 0);
+    EXPECT_RC(keel_read(s, SCRUB_COLL, S("rot"), PAGE, back, PAGE, &n), -EBADMSG);
+    EXPECT_RC(keel_txn_acknowledge(t, SCRUB_COLL, S("nope"), 0, PAGE), 0);
+    EXPECT_RC(commit(s, t), -ENOENT);
+    EXPECT_RC(keel_store_close(s), 0);
+
+    /* On a reactor, with a background scrub: the same range, and the counters. */
+    uint32_t core0[1] = {0};
+    o.cores = core0;
+    o.ncores = 1;
+    o.reactor_sleep_us_max = 200;
+    o.scrub_pages_per_sec = 1000;
+    s = NULL;
+    REQUIRE(keel_store_open(&o, &s) == 0);
+    expect_one_corrupt_page(s, pages);
+    struct keel_stats st;
+    memset(&st, 0, sizeof st);
+    for (int i = 0; i < 1000 && st.scrub_passes == 0; i++) { /* 10 s at most */
+        sleep_ms(10);
+        EXPECT_RC(keel_store_stats(s, &st, sizeof st), 0);
+    }
+    EXPECT(st.scrub_passes >= 1 && st.scrub_corrupt_pages >= 1 && st.scrub_torn_pages == 0);
+    EXPECT(st.scrub_pages >= pages && st.scrub_errors == 0);
+    EXPECT_RC(keel_read(s, SCRUB_COLL, S("rot"), 0, back, sizeof back, &n), -EBADMSG);
+
+    /* Rewriting the page heals it. */
+    EXPECT_RC(keel_txn_write(t, SCRUB_COLL, S("rot"), PAGE, rot + PAGE, PAGE), 0);
+    EXPECT_RC(keel_submit_sync(s, t), 0);
+    EXPECT_RC(keel_read(s, SCRUB_COLL, S("rot"), 0, back, sizeof back, &n), 0);
+    EXPECT(n == sizeof rot && memcmp(back, rot, sizeof rot) == 0);
+    memset(&r, 0, sizeof r);
+    r.report_size = sizeof r;
+    EXPECT_RC(keel_scrub(s, &r, NULL, 0), 0);
+    EXPECT(r.pages == pages && r.clean == pages && r.corrupt_ranges == 0);
+    keel_txn_free(t);
+    EXPECT_RC(keel_store_close(s), 0);
+    unlink(path);
+}
 
 /* Counts results on the reactor threads. */
 struct reactor_log {
@@ -987,6 +1200,7 @@ int main(void) {
     RUN(test_reopen_psync_full);
     RUN(test_reopen_psync_metadata_only);
     RUN(test_reopen_uring);
+    RUN(test_scrub_finds_a_flipped_byte);
     RUN(test_reactors);
     RUN(test_volumes);
     printf("%d passed, %d failed\n", passed, failed);
