@@ -57,8 +57,8 @@ pub mod volume;
 pub use error::{Result, StoreError};
 pub use fsck::FsckReport;
 pub use reactor::{
-    CompletionRing, Cores, Engine, EngineStats, Idle, Notify, Poll, ReactorConfig, ReactorStats,
-    SubmitError,
+    BadKind, CompletionRing, Cores, Engine, EngineStats, Finding, Idle, Notify, Poll,
+    ReactorConfig, ReactorStats, ScrubStats, SubmitError,
 };
 pub use shard::{
     BadRange, PageCheck, Phase, ScrubCursor, ScrubReport, ShardConfig, ShardStats, TxnId,

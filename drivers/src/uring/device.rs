@@ -77,8 +77,8 @@ impl UringDevice {
         })?;
 
         // RWF_DSYNC on a regular file syncs file system metadata too: never native.
-        let fua_native = meta.file_type().is_block_device()
-            && crate::blockdev::native_fua(meta.rdev());
+        let fua_native =
+            meta.file_type().is_block_device() && crate::blockdev::native_fua(meta.rdev());
         let (capacity_bytes, block_size, volatile_write_cache) = if meta.file_type().is_file() {
             let mut len = meta.len();
             if let Some(want) = cfg.create_bytes {
@@ -115,7 +115,11 @@ impl UringDevice {
                     path.display()
                 )));
             }
-            (bytes, block_size, crate::blockdev::volatile_write_cache(meta.rdev()))
+            (
+                bytes,
+                block_size,
+                crate::blockdev::volatile_write_cache(meta.rdev()),
+            )
         } else {
             return Err(DriverError::Config(format!(
                 "{}: neither a regular file nor a block device",
@@ -240,4 +244,3 @@ fn ioctl_int(file: &File, request: libc::Ioctl) -> io::Result<u32> {
     }
     u32::try_from(out).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
 }
-

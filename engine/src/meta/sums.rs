@@ -49,6 +49,16 @@ impl PageSums {
         self.sums[start..end].copy_from_slice(sums);
     }
 
+    /// Forgets the sum of device page `phys` (its intent, if any, stays).
+    pub fn clear(&mut self, phys: u64) {
+        if let Some(s) = usize::try_from(phys)
+            .ok()
+            .and_then(|i| self.sums.get_mut(i))
+        {
+            *s = 0;
+        }
+    }
+
     /// Forgets the sums and intents of `pages` device pages from `phys` (they were freed).
     pub fn forget(&mut self, phys: u64, pages: u64) {
         let start = (phys as usize).min(self.sums.len());

@@ -22,7 +22,8 @@
 //! | `Csum` | — | — | records the pages' sums ([`PageSums`]) |
 //! | `OpenIntent`, `CloseIntent` | — | — | opens or closes intents on the pages |
 //!
-//! Pages an `apply` frees lose their sums and intents.
+//! Pages an `apply` frees lose their sums and intents; pages a `Map` newly maps start
+//! without a sum.
 //!
 //! Planning never emits a delta that this table answers with `Corrupt`, so meeting one at
 //! replay means the journal is corrupt. `apply` also refuses (with `Corrupt`) a delta that
@@ -75,7 +76,11 @@ pub(crate) fn object_record_bytes(name: &[u8], obj: &Object) -> u64 {
 }
 
 /// The committed metadata of a shard.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+///
+/// Two tables are equal when their collections, objects and open intents are, and every
+/// mapped page has the same sum in both (a sum of a page no extent maps is not state: the
+/// checkpoint does not keep it).
+#[derive(Clone, Debug, Default)]
 pub struct MetaTable {
     colls: BTreeMap<CollId, BTreeMap<Vec<u8>, Object>>,
     /// Sums of mapped pages and open intents.
@@ -83,6 +88,20 @@ pub struct MetaTable {
     /// Checkpoint payload bytes after the table header (running total).
     body_bytes: u64,
 }
+
+impl PartialEq for MetaTable {
+    fn eq(&self, other: &Self) -> bool {
+        self.colls == other.colls
+            && self.body_bytes == other.body_bytes
+            && self.sums.intents().eq(other.sums.intents())
+            && self
+                .all_extents()
+                .flat_map(|(_, _, _, e)| e.phys..e.end())
+                .all(|p| self.sums.get(p) == other.sums.get(p))
+    }
+}
+
+impl Eq for MetaTable {}
 
 impl MetaTable {
     /// An empty table.
@@ -241,6 +260,13 @@ impl MetaTable {
                     phys: *phys,
                     pages: *pages,
                 };
+                // A page newly mapped has no sum until a Csum gives it one (a repeated Map
+                // keeps the sums of pages it maps again).
+                for i in 0..u64::from(*pages) {
+                    if obj.phys_of(lpage + i) != Some(phys + i) {
+                        self.sums.clear(phys + i);
+                    }
+                }
                 let replaced = obj.map(*lpage, ext, freed);
                 self.body_bytes = self.body_bytes
                     + obj.extents.len() as u64 * EXTENT_RECORD_BYTES
@@ -308,6 +334,41 @@ impl MetaTable {
                     .map(move |(lpage, ext)| (coll, name.as_slice(), lpage, ext))
             })
         })
+    }
+
+    /// Mapped pages from `(coll, name, lpage)` on, in key and logical order:
+    /// (collection, object name, logical page, device page). Finds its start in
+    /// O(log n), so a scrub resuming from a cursor does not walk what it has done.
+    pub fn pages_from<'a>(
+        &'a self,
+        coll: CollId,
+        name: &'a [u8],
+        lpage: u64,
+    ) -> impl Iterator<Item = (CollId, &'a [u8], u64, u64)> + 'a {
+        use std::ops::Bound::{Included, Unbounded};
+        self.colls
+            .range(coll..)
+            .flat_map(move |(&c, objs)| {
+                let from = if c == coll { Included(name) } else { Unbounded };
+                objs.range::<[u8], _>((from, Unbounded))
+                    .map(move |(n, o)| (c, n.as_slice(), o))
+            })
+            .flat_map(move |(c, n, o)| {
+                let first = if c == coll && n == name { lpage } else { 0 };
+                // The extent holding `first`, if any, then every later one.
+                let start = o
+                    .extents
+                    .range(..=first)
+                    .next_back()
+                    .map_or(first, |(&s, _)| s);
+                o.extents
+                    .range((Included(start), Unbounded))
+                    .flat_map(move |(&lp, e)| {
+                        (0..u64::from(e.pages)).map(move |i| (lp + i, e.phys + i))
+                    })
+                    .filter(move |&(lp, _)| lp >= first)
+                    .map(move |(lp, p)| (c, n, lp, p))
+            })
     }
 
     /// Size of the table's checkpoint payload in bytes, from a running total (O(1)).

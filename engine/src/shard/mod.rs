@@ -790,8 +790,8 @@ impl<Q: QueuePair> Shard<Q> {
         }
         let has_data = !segments.is_empty();
         // Data of a record that may be durable first must be durable at completion.
-        let fua = self.cfg.data_fua
-            || (path.verify() && self.geo.volatile_write_cache && verify_fua);
+        let fua =
+            self.cfg.data_fua || (path.verify() && self.geo.volatile_write_cache && verify_fua);
         t.write = Some(ChunkedWrite::new(segments, fua));
         if full || !has_data {
             t.planned = Some(planned);

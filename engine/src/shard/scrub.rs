@@ -13,6 +13,7 @@ use keel_drivers::QueuePair;
 use super::verify::PageCheck;
 use super::{ReadRun, ReadSlot, Shard, PG};
 use crate::error::Result;
+use crate::meta::page_sum;
 use crate::types::{CollId, ObjKey, PAGE};
 
 /// Where a scrub resumes: the first logical page of an object not yet checked.
@@ -97,89 +98,28 @@ impl ScrubReport {
 
 impl<Q: QueuePair> Shard<Q> {
     /// Checks up to `max_pages` mapped pages from `cursor`, adding what it finds to
-    /// `report`, and moves the cursor past them. At the end of the table the cursor goes
-    /// back to the start and `report.passes` grows. Returns the pages visited (0 on an
-    /// empty table).
+    /// `report`, and moves the cursor past them (before reading: a page the device cannot
+    /// read fails this step, not every later one). At the end of the table the cursor
+    /// goes back to the start and `report.passes` grows. Returns the pages visited (0 on
+    /// an empty table).
+    ///
+    /// Transactions keep committing while the reads are in flight, so a page that fails
+    /// against the sum it had when read is read again, alone, and only reported if it
+    /// still fails against the sum it has then (and still belongs to the same object).
     pub fn scrub_step(
         &mut self,
         cursor: &mut ScrubCursor,
         max_pages: u64,
         report: &mut ScrubReport,
     ) -> Result<u64> {
-        // The next pages: (object, lpage, phys), from the cursor on.
-        let mut todo: Vec<(ObjKey, u64, u64)> = Vec::new();
-        let mut wrapped = false;
-        'walk: for (coll, name, lpage, ext) in self.table.all_extents() {
-            let key_pos = (coll, name);
-            if key_pos < (cursor.coll, cursor.name.as_slice()) {
-                continue;
-            }
-            let same_obj = key_pos == (cursor.coll, cursor.name.as_slice());
-            for i in 0..u64::from(ext.pages) {
-                if same_obj && lpage + i < cursor.lpage {
-                    continue;
-                }
-                if todo.len() as u64 >= max_pages {
-                    break 'walk;
-                }
-                todo.push((ObjKey::new(coll, name.to_vec()), lpage + i, ext.phys + i));
-            }
-        }
-        if (todo.len() as u64) < max_pages {
-            wrapped = true;
-        }
-        let visited = todo.len() as u64;
-        // Read them: runs of consecutive device pages of one object, one buffer each.
-        let per_buf = (self.cfg.io_buf_bytes / PG).max(1) as u64;
-        let mut runs: Vec<(usize, u64)> = Vec::new(); // (first index in todo, pages)
-        for (i, (key, lp, phys)) in todo.iter().enumerate() {
-            match runs.last_mut() {
-                Some((s, n))
-                    if *n < per_buf && {
-                        let (k0, lp0, p0) = &todo[*s];
-                        k0 == key && lp0 + *n == *lp && p0 + *n == *phys
-                    } =>
-                {
-                    *n += 1
-                }
-                _ => runs.push((i, 1)),
-            }
-        }
-        let rslot = self.reads.insert(ReadSlot {
-            key: ObjKey::new(0, Vec::new()),
-            out: vec![0u8; todo.len() * PG],
-            runs: Vec::new(),
-            pending: 0,
-            error: None,
-            retry: false,
-            verify: false,
-        });
-        for &(first, pages) in &runs {
-            let (_, lpage, phys) = todo[first];
-            self.add_read_run(
-                rslot,
-                ReadRun {
-                    lpage,
-                    phys,
-                    pages,
-                    at: first * PG,
-                    skip: 0,
-                    len: pages as usize * PG,
-                },
-            )?;
-        }
-        let bytes = self.drain_read(rslot)?.unwrap_or_default();
-        for (i, (key, lpage, phys)) in todo.iter().enumerate() {
-            if self.overwriting.contains_key(phys) || self.overlay.contains_key(phys) {
-                report.skipped += 1;
-                continue;
-            }
-            report.pages += 1;
-            let check = self.check_page(*phys, &bytes[i * PG..(i + 1) * PG]);
-            report.push(key, *lpage, check);
-        }
-        match (wrapped, todo.last()) {
-            (false, Some((key, lpage, _))) => {
+        let todo: Vec<(ObjKey, u64, u64)> = self
+            .table
+            .pages_from(cursor.coll, &cursor.name, cursor.lpage)
+            .take(max_pages as usize)
+            .map(|(c, n, lp, p)| (ObjKey::new(c, n.to_vec()), lp, p))
+            .collect();
+        match todo.last() {
+            Some((key, lpage, _)) if todo.len() as u64 == max_pages => {
                 *cursor = ScrubCursor {
                     coll: key.coll,
                     name: key.name.clone(),
@@ -191,7 +131,89 @@ impl<Q: QueuePair> Shard<Q> {
                 report.passes += 1;
             }
         }
-        Ok(visited)
+        let sums_then: Vec<u32> = todo
+            .iter()
+            .map(|(_, _, p)| self.table.sums().get(*p))
+            .collect();
+        let bytes = self.read_raw(&todo)?;
+        let mut suspects = Vec::new();
+        for (i, (_, _, phys)) in todo.iter().enumerate() {
+            let page = &bytes[i * PG..(i + 1) * PG];
+            if self.overwriting.contains_key(phys) || self.overlay.contains_key(phys) {
+                report.skipped += 1;
+            } else if page_sum(page) == sums_then[i] {
+                report.pages += 1;
+                report.clean += 1;
+            } else {
+                suspects.push(i);
+            }
+        }
+        for i in suspects {
+            let (key, lpage, phys) = &todo[i];
+            let still_there = self
+                .table
+                .object(key.coll, &key.name)
+                .and_then(|o| o.phys_of(*lpage))
+                == Some(*phys);
+            if !still_there {
+                report.skipped += 1;
+                continue;
+            }
+            let again = self.read_raw(std::slice::from_ref(&todo[i]))?;
+            if self.overwriting.contains_key(phys) {
+                report.skipped += 1;
+                continue;
+            }
+            report.pages += 1;
+            let check = self.check_page(*phys, &again);
+            report.push(key, *lpage, check);
+        }
+        Ok(todo.len() as u64)
+    }
+
+    /// Reads the device pages of `pages` (object, logical page, device page), without
+    /// checking them, into one buffer in order.
+    fn read_raw(&mut self, pages: &[(ObjKey, u64, u64)]) -> Result<Vec<u8>> {
+        // Runs of consecutive device pages of one object, one buffer each.
+        let per_buf = (self.cfg.io_buf_bytes / PG).max(1) as u64;
+        let mut runs: Vec<(usize, u64)> = Vec::new(); // (first index, pages)
+        for (i, (key, lp, phys)) in pages.iter().enumerate() {
+            match runs.last_mut() {
+                Some((s, n))
+                    if *n < per_buf && {
+                        let (k0, lp0, p0) = &pages[*s];
+                        k0 == key && lp0 + *n == *lp && p0 + *n == *phys
+                    } =>
+                {
+                    *n += 1
+                }
+                _ => runs.push((i, 1)),
+            }
+        }
+        let rslot = self.reads.insert(ReadSlot {
+            key: ObjKey::new(0, Vec::new()),
+            out: vec![0u8; pages.len() * PG],
+            runs: Vec::new(),
+            pending: 0,
+            error: None,
+            retry: false,
+            verify: false,
+        });
+        for &(first, n) in &runs {
+            let (_, lpage, phys) = pages[first];
+            self.add_read_run(
+                rslot,
+                ReadRun {
+                    lpage,
+                    phys,
+                    pages: n,
+                    at: first * PG,
+                    skip: 0,
+                    len: n as usize * PG,
+                },
+            )?;
+        }
+        Ok(self.drain_read(rslot)?.unwrap_or_default())
     }
 
     /// One whole pass over the shard.
