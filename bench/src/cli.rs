@@ -203,6 +203,18 @@ pub struct DeviceArgs {
     #[arg(long, default_value_t = 0)]
     pub sim_parallelism: u32,
 
+    /// sim: the atomic write unit for power failure the device reports, in blocks (NVMe
+    /// AWUPF + 1). A store's overwrite that fits in it commits in parallel, with no intent.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    pub sim_atomic_write_blocks: u32,
+
+    /// sim: touch every page of the device's memory before the run, so that the host's page
+    /// faults on a first write (a fresh sim device is memory the kernel maps page by page)
+    /// are not measured. Workloads that write fresh pages (append, create) otherwise pay
+    /// them until the store has written its whole data area once.
+    #[arg(long)]
+    pub sim_prefault: bool,
+
     /// uring: a kernel thread polls the submission queue (its CPU time is not counted in
     /// cpu_seconds).
     #[arg(long)]
@@ -274,6 +286,11 @@ pub struct RawArgs {
     /// Commands kept in flight.
     #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=65536))]
     pub qd: u32,
+
+    /// Write with FUA (force unit access): each write is durable when it completes, as a
+    /// store's commit must be, even with a volatile write cache.
+    #[arg(long)]
+    pub fua: bool,
 
     /// How long to measure.
     #[command(flatten)]
@@ -371,6 +388,12 @@ impl RawArgs {
     pub fn check(&self) -> Result<(), String> {
         self.device.check()?;
         check_bs(self.bs, self.device.size(&RAW_DEVICE))?;
+        if self.fua && !self.workload.writes() {
+            return Err(format!(
+                "--fua is for writes, not --workload {}",
+                self.workload.as_str()
+            ));
+        }
         self.measure.check()
     }
 }
@@ -474,6 +497,18 @@ pub struct EngineArgs {
     #[arg(long)]
     pub max_batch_wait_us: Option<u32>,
 
+    /// Parallel commit (metadata-only): a transaction that writes only fresh pages, or
+    /// overwrites within the device's atomic write unit, writes its journal record at the
+    /// same time as its data, one device round trip instead of two.
+    #[arg(long, value_enum, default_value_t = Switch::On)]
+    pub parallel_commit: Switch,
+
+    /// Overwrite intents (metadata-only): before rewriting mapped pages in place (beyond
+    /// the atomic write unit), a journal record opens an intent, one more ordered journal
+    /// write, so that a torn overwrite is told from corruption after a power cut.
+    #[arg(long, value_enum, default_value_t = Switch::On)]
+    pub intents: Switch,
+
     /// Run the store as N reactor threads (N shards, reactor i pinned to the i-th core
     /// this process may use), fed by this thread through their rings; --qd is then per
     /// reactor (N x qd in flight in all). Without it, this thread polls a one-shard store
@@ -489,6 +524,22 @@ pub struct EngineArgs {
     /// Print one JSON object instead of a table.
     #[arg(long)]
     pub json: bool,
+}
+
+/// A feature turned on or off on the command line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Switch {
+    /// On.
+    On,
+    /// Off.
+    Off,
+}
+
+impl Switch {
+    /// True when on.
+    pub fn is_on(self) -> bool {
+        self == Switch::On
+    }
 }
 
 /// `--reactor-idle`.
@@ -609,6 +660,8 @@ impl FsckArgs {
             sim_latency_us: 0,
             sim_write_cache: None,
             sim_parallelism: 0,
+            sim_atomic_write_blocks: 1,
+            sim_prefault: false,
             sqpoll: self.sqpoll,
         }
     }
@@ -734,7 +787,47 @@ mod tests {
         assert_eq!((e.bs, e.qd, e.objects), (4096, 32, 1024));
         assert_eq!(e.object_size, None);
         assert_eq!(e.measure.stop(), Stop::Seconds(DEFAULT_SECONDS));
+        assert_eq!((e.parallel_commit, e.intents), (Switch::On, Switch::On));
+        assert_eq!(e.device.sim_atomic_write_blocks, 1);
+        assert!(!e.device.sim_prefault);
         assert!(e.check().is_ok());
+
+        let e = engine(&[
+            "--driver",
+            "sim",
+            "--mode",
+            "metadata-only",
+            "--parallel-commit",
+            "off",
+            "--intents",
+            "off",
+            "--sim-atomic-write-blocks",
+            "8",
+            "--sim-prefault",
+        ]);
+        assert!(!e.parallel_commit.is_on() && !e.intents.is_on());
+        assert_eq!(e.device.sim_atomic_write_blocks, 8);
+        assert!(e.device.sim_prefault);
+        assert!(parse(&[
+            "engine",
+            "--driver",
+            "sim",
+            "--mode",
+            "full",
+            "--intents",
+            "x"
+        ])
+        .is_err());
+        assert!(parse(&[
+            "engine",
+            "--driver",
+            "sim",
+            "--mode",
+            "full",
+            "--sim-atomic-write-blocks",
+            "0"
+        ])
+        .is_err());
 
         let e = engine(&[
             "--driver",
@@ -823,5 +916,9 @@ mod tests {
         assert!(checked(&["raw", "--driver", "null", "--seconds", "0"]).is_err());
         assert!(checked(&["raw", "--driver", "null", "--size", "4k", "--bs", "8k"]).is_err());
         assert!(checked(&["raw", "--driver", "uring", "--path", "/tmp/x", "--sqpoll"]).is_ok());
+        assert!(checked(&["raw", "--driver", "null", "--fua"])
+            .unwrap_err()
+            .contains("--fua is for writes"));
+        assert!(checked(&["raw", "--driver", "null", "--fua", "--workload", "seqwrite"]).is_ok());
     }
 }
