@@ -12,6 +12,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use keel_engine::JournalMode;
 
 pub use crate::compare::CompareArgs;
+pub use crate::scrub::ScrubArgs;
 pub use crate::suite::SuiteArgs;
 
 /// Keel's load generator and benchmark suite.
@@ -33,6 +34,7 @@ impl Cli {
             Command::Fsck(args) => args.check(),
             Command::Suite(args) => args.check(),
             Command::Compare(args) => args.check(),
+            Command::Scrub(args) => args.check(),
             Command::Crashlog(args) => match &args.command {
                 crate::crashlog::CrashlogCommand::Run(run) => run.device.check(),
                 crate::crashlog::CrashlogCommand::Check(_) => Ok(()),
@@ -67,6 +69,10 @@ pub enum Command {
     Crash(CrashArgs),
     /// Open (and so recover) the store on a file or block device and check its metadata.
     Fsck(FsckArgs),
+    /// Open (and so recover) the store on a file or block device and read every mapped
+    /// page against its checksum: corruption and torn overwrites, by object and range.
+    /// Exit code 3 when corruption was found, 4 when only torn overwrites were.
+    Scrub(ScrubArgs),
     /// The main job: Full and MetadataOnly side by side on create, append, overwrite and
     /// random writes, at QD1 and QD32, on the sim device; a table, JSON and an SVG plot in
     /// --out.
@@ -89,6 +95,7 @@ impl Command {
             Command::Engine(_) => "engine",
             Command::Crash(_) => "crash",
             Command::Fsck(_) => "fsck",
+            Command::Scrub(_) => "scrub",
             Command::Suite(_) => "suite",
             Command::Compare(_) => "compare",
             Command::Crashlog(_) => "crashlog",
@@ -612,9 +619,9 @@ pub struct CrashArgs {
     pub json: bool,
 }
 
-/// `keel-bench fsck`: recover and check the store on a file or block device.
+/// A store on a file or block device, opened as it is: what `fsck` and `scrub` read.
 #[derive(Debug, Args)]
-pub struct FsckArgs {
+pub struct StoreFileArgs {
     /// The driver (psync or uring: the sim device keeps nothing between runs).
     #[arg(long, value_enum)]
     pub driver: Driver,
@@ -630,19 +637,15 @@ pub struct FsckArgs {
     /// uring: a kernel thread polls the submission queue.
     #[arg(long)]
     pub sqpoll: bool,
-
-    /// Print one JSON object instead of a table.
-    #[arg(long)]
-    pub json: bool,
 }
 
-impl FsckArgs {
-    /// Checks what clap does not.
-    pub fn check(&self) -> Result<(), String> {
+impl StoreFileArgs {
+    /// Checks what clap does not; `what` names the subcommand in the message.
+    pub fn check(&self, what: &str) -> Result<(), String> {
         if !self.driver.needs_path() {
             return Err(format!(
-                "fsck reads a store from a file or block device, with psync or uring; the {} \
-                 device keeps nothing between runs",
+                "{what} reads a store from a file or block device, with psync or uring; the \
+                 {} device keeps nothing between runs",
                 self.driver.as_str()
             ));
         }
@@ -667,7 +670,26 @@ impl FsckArgs {
     }
 }
 
-/// Device defaults of `keel-bench fsck`: the file as it is.
+/// `keel-bench fsck`: recover and check the store on a file or block device.
+#[derive(Debug, Args)]
+pub struct FsckArgs {
+    /// The store.
+    #[command(flatten)]
+    pub store: StoreFileArgs,
+
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl FsckArgs {
+    /// Checks what clap does not.
+    pub fn check(&self) -> Result<(), String> {
+        self.store.check("fsck")
+    }
+}
+
+/// Device defaults of `keel-bench fsck` and `scrub`: the file as it is.
 pub const FSCK_DEVICE: DeviceDefaults = DeviceDefaults {
     size: None,
     block_size: 4096,
@@ -893,7 +915,7 @@ mod tests {
         let Command::Fsck(f) = cli.command else {
             panic!("not fsck");
         };
-        assert_eq!(f.device().size(&FSCK_DEVICE), None, "opened as it is");
+        assert_eq!(f.store.device().size(&FSCK_DEVICE), None, "opened as it is");
         let sim = fsck(&["--driver", "sim", "--path", "/tmp/x"])
             .unwrap()
             .check();
