@@ -12,6 +12,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use keel_engine::JournalMode;
 
 pub use crate::compare::CompareArgs;
+pub use crate::integrity::IntegrityArgs;
 pub use crate::scrub::ScrubArgs;
 pub use crate::suite::SuiteArgs;
 
@@ -35,6 +36,7 @@ impl Cli {
             Command::Suite(args) => args.check(),
             Command::Compare(args) => args.check(),
             Command::Scrub(args) => args.check(),
+            Command::Integrity(args) => args.check(),
             Command::Crashlog(args) => match &args.command {
                 crate::crashlog::CrashlogCommand::Run(run) => run.device.check(),
                 crate::crashlog::CrashlogCommand::Check(_) => Ok(()),
@@ -80,6 +82,10 @@ pub enum Command {
     /// Keel raw, Keel engine (both modes) and fio, on psync and io_uring, on one file or
     /// device, alternating, in one run: IOPS and latency as ratios to fio.
     Compare(CompareArgs),
+    /// What the integrity machinery costs, on the sim device, alternating, in one run:
+    /// QD1 append latency with and without parallel commit against a raw FUA write, and
+    /// 4 KiB overwrites with and without overwrite intents.
+    Integrity(IntegrityArgs),
     /// Crash tests with a real controller: run a workload that records its
     /// acknowledgements on the device, then check crash images rebuilt from a write log.
     Crashlog(crate::crashlog::CrashlogArgs),
@@ -98,6 +104,7 @@ impl Command {
             Command::Scrub(_) => "scrub",
             Command::Suite(_) => "suite",
             Command::Compare(_) => "compare",
+            Command::Integrity(_) => "integrity",
             Command::Crashlog(_) => "crashlog",
             Command::Logwrites(_) => "logwrites",
         }

@@ -18,6 +18,9 @@
 //!   table, JSON and an SVG plot ([`plot`]) in an output folder.
 //! - `compare`: Keel raw, Keel engine (both modes) and fio ([`fio`]) on one file,
 //!   alternating over rounds: medians and ratios to fio.
+//! - `integrity`: what the integrity machinery costs on the sim device ([`integrity`]):
+//!   QD1 append latency with and without parallel commit against a raw FUA write, and
+//!   overwrites with and without intents, alternating over rounds, as ratios.
 //! - `crashlog run|check`: crash tests on a real controller: a seeded workload that records
 //!   its acknowledgements on the device, and the check of crash images rebuilt from a
 //!   dm-log-writes log (QEMU's blklogwrites) against the journal mode's guarantees.
@@ -43,6 +46,7 @@ mod engine;
 mod error;
 mod fio;
 mod fsck;
+mod integrity;
 mod logwrites;
 mod plot;
 mod raw;
@@ -141,6 +145,7 @@ fn run(command: Command) -> Result<ExitCode, BenchError> {
         }
         // The only subcommand whose findings have exit codes of their own.
         Command::Scrub(args) => return scrub::main(&args),
+        Command::Integrity(args) => integrity::main(&args),
         Command::Crashlog(args) => match &args.command {
             crashlog::CrashlogCommand::Run(run) => {
                 let s = crashlog::run(run)?;
