@@ -12,6 +12,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use keel_engine::JournalMode;
 
 pub use crate::compare::CompareArgs;
+pub use crate::integrity::IntegrityArgs;
+pub use crate::scrub::ScrubArgs;
 pub use crate::suite::SuiteArgs;
 
 /// Keel's load generator and benchmark suite.
@@ -33,6 +35,8 @@ impl Cli {
             Command::Fsck(args) => args.check(),
             Command::Suite(args) => args.check(),
             Command::Compare(args) => args.check(),
+            Command::Scrub(args) => args.check(),
+            Command::Integrity(args) => args.check(),
             Command::Crashlog(args) => match &args.command {
                 crate::crashlog::CrashlogCommand::Run(run) => run.device.check(),
                 crate::crashlog::CrashlogCommand::Check(_) => Ok(()),
@@ -67,6 +71,10 @@ pub enum Command {
     Crash(CrashArgs),
     /// Open (and so recover) the store on a file or block device and check its metadata.
     Fsck(FsckArgs),
+    /// Open (and so recover) the store on a file or block device and read every mapped
+    /// page against its checksum: corruption and torn overwrites, by object and range.
+    /// Exit code 3 when corruption was found, 4 when only torn overwrites were.
+    Scrub(ScrubArgs),
     /// The main job: Full and MetadataOnly side by side on create, append, overwrite and
     /// random writes, at QD1 and QD32, on the sim device; a table, JSON and an SVG plot in
     /// --out.
@@ -74,6 +82,10 @@ pub enum Command {
     /// Keel raw, Keel engine (both modes) and fio, on psync and io_uring, on one file or
     /// device, alternating, in one run: IOPS and latency as ratios to fio.
     Compare(CompareArgs),
+    /// What the integrity machinery costs, on the sim device, alternating, in one run:
+    /// QD1 append latency with and without parallel commit against a raw FUA write, and
+    /// 4 KiB overwrites with and without overwrite intents.
+    Integrity(IntegrityArgs),
     /// Crash tests with a real controller: run a workload that records its
     /// acknowledgements on the device, then check crash images rebuilt from a write log.
     Crashlog(crate::crashlog::CrashlogArgs),
@@ -89,8 +101,10 @@ impl Command {
             Command::Engine(_) => "engine",
             Command::Crash(_) => "crash",
             Command::Fsck(_) => "fsck",
+            Command::Scrub(_) => "scrub",
             Command::Suite(_) => "suite",
             Command::Compare(_) => "compare",
+            Command::Integrity(_) => "integrity",
             Command::Crashlog(_) => "crashlog",
             Command::Logwrites(_) => "logwrites",
         }
@@ -203,6 +217,18 @@ pub struct DeviceArgs {
     #[arg(long, default_value_t = 0)]
     pub sim_parallelism: u32,
 
+    /// sim: the atomic write unit for power failure the device reports, in blocks (NVMe
+    /// AWUPF + 1). A store's overwrite that fits in it commits in parallel, with no intent.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    pub sim_atomic_write_blocks: u32,
+
+    /// sim: touch every page of the device's memory before the run, so that the host's page
+    /// faults on a first write (a fresh sim device is memory the kernel maps page by page)
+    /// are not measured. Workloads that write fresh pages (append, create) otherwise pay
+    /// them until the store has written its whole data area once.
+    #[arg(long)]
+    pub sim_prefault: bool,
+
     /// uring: a kernel thread polls the submission queue (its CPU time is not counted in
     /// cpu_seconds).
     #[arg(long)]
@@ -274,6 +300,11 @@ pub struct RawArgs {
     /// Commands kept in flight.
     #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=65536))]
     pub qd: u32,
+
+    /// Write with FUA (force unit access): each write is durable when it completes, as a
+    /// store's commit must be, even with a volatile write cache.
+    #[arg(long)]
+    pub fua: bool,
 
     /// How long to measure.
     #[command(flatten)]
@@ -371,6 +402,12 @@ impl RawArgs {
     pub fn check(&self) -> Result<(), String> {
         self.device.check()?;
         check_bs(self.bs, self.device.size(&RAW_DEVICE))?;
+        if self.fua && !self.workload.writes() {
+            return Err(format!(
+                "--fua is for writes, not --workload {}",
+                self.workload.as_str()
+            ));
+        }
         self.measure.check()
     }
 }
@@ -474,6 +511,18 @@ pub struct EngineArgs {
     #[arg(long)]
     pub max_batch_wait_us: Option<u32>,
 
+    /// Parallel commit (metadata-only): a transaction that writes only fresh pages, or
+    /// overwrites within the device's atomic write unit, writes its journal record at the
+    /// same time as its data, one device round trip instead of two.
+    #[arg(long, value_enum, default_value_t = Switch::On)]
+    pub parallel_commit: Switch,
+
+    /// Overwrite intents (metadata-only): before rewriting mapped pages in place (beyond
+    /// the atomic write unit), a journal record opens an intent, one more ordered journal
+    /// write, so that a torn overwrite is told from corruption after a power cut.
+    #[arg(long, value_enum, default_value_t = Switch::On)]
+    pub intents: Switch,
+
     /// Run the store as N reactor threads (N shards, reactor i pinned to the i-th core
     /// this process may use), fed by this thread through their rings; --qd is then per
     /// reactor (N x qd in flight in all). Without it, this thread polls a one-shard store
@@ -489,6 +538,22 @@ pub struct EngineArgs {
     /// Print one JSON object instead of a table.
     #[arg(long)]
     pub json: bool,
+}
+
+/// A feature turned on or off on the command line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Switch {
+    /// On.
+    On,
+    /// Off.
+    Off,
+}
+
+impl Switch {
+    /// True when on.
+    pub fn is_on(self) -> bool {
+        self == Switch::On
+    }
 }
 
 /// `--reactor-idle`.
@@ -561,9 +626,9 @@ pub struct CrashArgs {
     pub json: bool,
 }
 
-/// `keel-bench fsck`: recover and check the store on a file or block device.
+/// A store on a file or block device, opened as it is: what `fsck` and `scrub` read.
 #[derive(Debug, Args)]
-pub struct FsckArgs {
+pub struct StoreFileArgs {
     /// The driver (psync or uring: the sim device keeps nothing between runs).
     #[arg(long, value_enum)]
     pub driver: Driver,
@@ -579,19 +644,15 @@ pub struct FsckArgs {
     /// uring: a kernel thread polls the submission queue.
     #[arg(long)]
     pub sqpoll: bool,
-
-    /// Print one JSON object instead of a table.
-    #[arg(long)]
-    pub json: bool,
 }
 
-impl FsckArgs {
-    /// Checks what clap does not.
-    pub fn check(&self) -> Result<(), String> {
+impl StoreFileArgs {
+    /// Checks what clap does not; `what` names the subcommand in the message.
+    pub fn check(&self, what: &str) -> Result<(), String> {
         if !self.driver.needs_path() {
             return Err(format!(
-                "fsck reads a store from a file or block device, with psync or uring; the {} \
-                 device keeps nothing between runs",
+                "{what} reads a store from a file or block device, with psync or uring; the \
+                 {} device keeps nothing between runs",
                 self.driver.as_str()
             ));
         }
@@ -609,12 +670,33 @@ impl FsckArgs {
             sim_latency_us: 0,
             sim_write_cache: None,
             sim_parallelism: 0,
+            sim_atomic_write_blocks: 1,
+            sim_prefault: false,
             sqpoll: self.sqpoll,
         }
     }
 }
 
-/// Device defaults of `keel-bench fsck`: the file as it is.
+/// `keel-bench fsck`: recover and check the store on a file or block device.
+#[derive(Debug, Args)]
+pub struct FsckArgs {
+    /// The store.
+    #[command(flatten)]
+    pub store: StoreFileArgs,
+
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl FsckArgs {
+    /// Checks what clap does not.
+    pub fn check(&self) -> Result<(), String> {
+        self.store.check("fsck")
+    }
+}
+
+/// Device defaults of `keel-bench fsck` and `scrub`: the file as it is.
 pub const FSCK_DEVICE: DeviceDefaults = DeviceDefaults {
     size: None,
     block_size: 4096,
@@ -734,7 +816,47 @@ mod tests {
         assert_eq!((e.bs, e.qd, e.objects), (4096, 32, 1024));
         assert_eq!(e.object_size, None);
         assert_eq!(e.measure.stop(), Stop::Seconds(DEFAULT_SECONDS));
+        assert_eq!((e.parallel_commit, e.intents), (Switch::On, Switch::On));
+        assert_eq!(e.device.sim_atomic_write_blocks, 1);
+        assert!(!e.device.sim_prefault);
         assert!(e.check().is_ok());
+
+        let e = engine(&[
+            "--driver",
+            "sim",
+            "--mode",
+            "metadata-only",
+            "--parallel-commit",
+            "off",
+            "--intents",
+            "off",
+            "--sim-atomic-write-blocks",
+            "8",
+            "--sim-prefault",
+        ]);
+        assert!(!e.parallel_commit.is_on() && !e.intents.is_on());
+        assert_eq!(e.device.sim_atomic_write_blocks, 8);
+        assert!(e.device.sim_prefault);
+        assert!(parse(&[
+            "engine",
+            "--driver",
+            "sim",
+            "--mode",
+            "full",
+            "--intents",
+            "x"
+        ])
+        .is_err());
+        assert!(parse(&[
+            "engine",
+            "--driver",
+            "sim",
+            "--mode",
+            "full",
+            "--sim-atomic-write-blocks",
+            "0"
+        ])
+        .is_err());
 
         let e = engine(&[
             "--driver",
@@ -800,7 +922,7 @@ mod tests {
         let Command::Fsck(f) = cli.command else {
             panic!("not fsck");
         };
-        assert_eq!(f.device().size(&FSCK_DEVICE), None, "opened as it is");
+        assert_eq!(f.store.device().size(&FSCK_DEVICE), None, "opened as it is");
         let sim = fsck(&["--driver", "sim", "--path", "/tmp/x"])
             .unwrap()
             .check();
@@ -823,5 +945,9 @@ mod tests {
         assert!(checked(&["raw", "--driver", "null", "--seconds", "0"]).is_err());
         assert!(checked(&["raw", "--driver", "null", "--size", "4k", "--bs", "8k"]).is_err());
         assert!(checked(&["raw", "--driver", "uring", "--path", "/tmp/x", "--sqpoll"]).is_ok());
+        assert!(checked(&["raw", "--driver", "null", "--fua"])
+            .unwrap_err()
+            .contains("--fua is for writes"));
+        assert!(checked(&["raw", "--driver", "null", "--fua", "--workload", "seqwrite"]).is_ok());
     }
 }

@@ -24,6 +24,7 @@ use serde::Serialize;
 use crate::cli::{parse_command, parse_size, parse_size_u32, Command};
 use crate::error::BenchError;
 use crate::fio::{self, FioJob};
+use crate::report::median;
 use crate::{engine, raw};
 
 /// `keel-bench compare`: Keel and fio on one file, alternating.
@@ -200,16 +201,6 @@ enum Kind {
     Engine(Vec<String>),
     /// fio; with Some(n), an fdatasync after every n writes.
     Fio(Option<u32>),
-}
-
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    match n {
-        0 => 0.0,
-        _ if n % 2 == 1 => v[n / 2],
-        _ => (v[n / 2 - 1] + v[n / 2]) / 2.0,
-    }
 }
 
 fn contenders(args: &CompareArgs, with_fio: bool) -> Vec<Contender> {
@@ -523,13 +514,6 @@ mod tests {
         );
         assert_eq!(cs.len(), 1);
         assert_eq!(cs[0].name, "keel raw");
-    }
-
-    #[test]
-    fn median_of_even_and_odd_counts() {
-        assert_eq!(median(&mut [3.0, 1.0, 2.0]), 2.0);
-        assert_eq!(median(&mut [4.0, 1.0, 2.0, 3.0]), 2.5);
-        assert_eq!(median(&mut []), 0.0);
     }
 
     #[test]

@@ -969,6 +969,8 @@ mod tests {
                 sim_latency_us: 0,
                 sim_write_cache: None,
                 sim_parallelism: 0,
+                sim_atomic_write_blocks: 1,
+                sim_prefault: false,
                 sqpoll: false,
                 pci: None,
             },

@@ -10,7 +10,7 @@ use std::path::Path;
 use keel_drivers::null::NullDevice;
 use keel_drivers::nvme::{NvmeConfig, NvmeDevice};
 use keel_drivers::psync::{PsyncConfig, PsyncDevice};
-use keel_drivers::sim::{SimConfig, SimDevice};
+use keel_drivers::sim::{SimConfig, SimDevice, SimImage};
 use keel_drivers::uring::{UringConfig, UringDevice};
 use keel_drivers::{BlockDevice, DriverError};
 
@@ -54,9 +54,20 @@ pub fn open<J: DeviceJob>(
             cfg.latency_ns = args.sim_latency_us.saturating_mul(1000);
             cfg.volatile_write_cache = args.sim_write_cache(defaults);
             cfg.parallelism = args.sim_parallelism;
+            cfg.atomic_write_blocks = args.sim_atomic_write_blocks;
             cfg.seed = seed;
             cfg.max_transfer_bytes = cfg.max_transfer_bytes.max(transfer_bytes);
-            job.run(SimDevice::new(cfg).map_err(open_err)?)
+            let dev = if args.sim_prefault {
+                let bytes = capacity() / u64::from(block_size) * u64::from(block_size);
+                let image = SimImage {
+                    block_size,
+                    data: prefaulted_zeros(bytes),
+                };
+                SimDevice::from_image(cfg, image)
+            } else {
+                SimDevice::new(cfg)
+            };
+            job.run(dev.map_err(open_err)?)
         }
         Driver::Psync => {
             let path = path(args);
@@ -84,6 +95,19 @@ pub fn open<J: DeviceJob>(
             job.run(NvmeDevice::open(&cfg).map_err(open_err)?)
         }
     }
+}
+
+/// `bytes` zeros, every page of them already mapped: a store through each page (the
+/// allocator hands out zeroed memory that the kernel maps only when first written).
+fn prefaulted_zeros(bytes: u64) -> Vec<u8> {
+    /// The smallest page size of the hosts Keel runs on.
+    const HOST_PAGE: usize = 4096;
+    let mut data = vec![0u8; bytes as usize];
+    for i in (0..data.len()).step_by(HOST_PAGE) {
+        // black_box: the compiler may not drop a store of the zero the memory already holds.
+        data[i] = std::hint::black_box(0);
+    }
+    data
 }
 
 fn path(args: &DeviceArgs) -> &Path {

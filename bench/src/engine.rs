@@ -46,6 +46,8 @@ pub fn run(args: &EngineArgs) -> Result<EngineReport, BenchError> {
     if let Some(us) = args.max_batch_wait_us {
         cfg.max_batch_wait_us = us;
     }
+    cfg.parallel_commit = args.parallel_commit.is_on();
+    cfg.overwrite_intents = args.intents.is_on();
     let transfer = cfg.io_buf_bytes.max(cfg.journal_buf_bytes) as u32;
     device::open(
         &args.device,
@@ -100,10 +102,11 @@ impl DeviceJob for EngineJob<'_> {
             })?;
         let data_bytes = sb.shards.iter().map(|l| l.data_pages).sum::<u64>() * PAGE;
         let shape = shape(args, data_bytes)?;
-        let mut store = Store::open(device, self.cfg).map_err(|source| BenchError::Store {
-            what: "open the store",
-            source,
-        })?;
+        let mut store =
+            Store::open(device, self.cfg.clone()).map_err(|source| BenchError::Store {
+                what: "open the store",
+                source,
+            })?;
         let mut setup = Transaction::new();
         setup.mkcoll(COLL);
         store
@@ -132,6 +135,7 @@ impl DeviceJob for EngineJob<'_> {
         Ok(EngineReport::new(
             args.device.driver.as_str(),
             &spec,
+            &self.cfg,
             block_size,
             &run,
         ))
@@ -169,7 +173,7 @@ where
         },
         ..ReactorConfig::default()
     };
-    let engine = Engine::open(device, cfg, rcfg).map_err(store_err("open the reactors"))?;
+    let engine = Engine::open(device, cfg.clone(), rcfg).map_err(store_err("open the reactors"))?;
     let colls = one_coll_per_shard(n as usize);
     for &c in &colls {
         let mut setup = Transaction::new();
@@ -195,6 +199,7 @@ where
     Ok(EngineReport::new(
         args.device.driver.as_str(),
         &spec,
+        &cfg,
         block_size,
         &run,
     ))

@@ -14,12 +14,13 @@ use crate::cli::{FsckArgs, FSCK_DEVICE};
 use crate::device::{self, DeviceJob};
 use crate::error::BenchError;
 
-/// Recovers and checks the store at `args.path`.
+/// Recovers and checks the store at `args.store.path`.
 pub fn run(args: &FsckArgs) -> Result<FsckOutput, BenchError> {
     let cfg = ShardConfig::default();
     let transfer = cfg.io_buf_bytes.max(cfg.journal_buf_bytes) as u32;
-    let mut out = device::open(&args.device(), &FSCK_DEVICE, 0, transfer, FsckJob { cfg })?;
-    out.path = args.path.display().to_string();
+    let device = args.store.device();
+    let mut out = device::open(&device, &FSCK_DEVICE, 0, transfer, FsckJob { cfg })?;
+    out.path = args.store.path.display().to_string();
     Ok(out)
 }
 

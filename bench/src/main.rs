@@ -11,11 +11,16 @@
 //! - `crash`: the engine's crash explorer: power cuts on the sim device, recovery, and a
 //!   check of every object against what the journal mode guarantees.
 //! - `fsck`: recovers the store on a file or block device and checks it.
+//! - `scrub`: recovers the store on a file or block device and reads every mapped page
+//!   against its checksum ([`scrub`]): corruption and torn overwrites, by object and range.
 //! - `suite`: the main job: `engine` runs of Full and MetadataOnly side by side over
 //!   create, append, overwrite and random writes at QD1 and QD32 on the sim device; a
 //!   table, JSON and an SVG plot ([`plot`]) in an output folder.
 //! - `compare`: Keel raw, Keel engine (both modes) and fio ([`fio`]) on one file,
 //!   alternating over rounds: medians and ratios to fio.
+//! - `integrity`: what the integrity machinery costs on the sim device ([`integrity`]):
+//!   QD1 append latency with and without parallel commit against a raw FUA write, and
+//!   overwrites with and without intents, alternating over rounds, as ratios.
 //! - `crashlog run|check`: crash tests on a real controller: a seeded workload that records
 //!   its acknowledgements on the device, and the check of crash images rebuilt from a
 //!   dm-log-writes log (QEMU's blklogwrites) against the journal mode's guarantees.
@@ -28,7 +33,8 @@
 //! they found; [`cpu`] reads the process's CPU time.
 //!
 //! Exit codes: 0 success; 1 the benchmark failed, or a check found a problem (the message
-//! names the operation and each cause); 2 a usage error.
+//! names the operation and each cause); 2 a usage error; `scrub` only: 3 corruption found,
+//! 4 torn overwrites (and no corruption) found.
 
 mod cli;
 mod compare;
@@ -40,10 +46,12 @@ mod engine;
 mod error;
 mod fio;
 mod fsck;
+mod integrity;
 mod logwrites;
 mod plot;
 mod raw;
 mod report;
+mod scrub;
 mod suite;
 
 use std::process::ExitCode;
@@ -67,7 +75,7 @@ fn main() -> ExitCode {
             .exit();
     }
     match run(cli.command) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("keel-bench: {}", error::chain(&e));
             ExitCode::FAILURE
@@ -75,8 +83,8 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(command: Command) -> Result<(), BenchError> {
-    match command {
+fn run(command: Command) -> Result<ExitCode, BenchError> {
+    let done = match command {
         Command::Raw(args) => {
             let report = raw::run(&args)?;
             if args.json {
@@ -135,6 +143,9 @@ fn run(command: Command) -> Result<(), BenchError> {
             }
             Ok(())
         }
+        // The only subcommand whose findings have exit codes of their own.
+        Command::Scrub(args) => return scrub::main(&args),
+        Command::Integrity(args) => integrity::main(&args),
         Command::Crashlog(args) => match &args.command {
             crashlog::CrashlogCommand::Run(run) => {
                 let s = crashlog::run(run)?;
@@ -162,5 +173,6 @@ fn run(command: Command) -> Result<(), BenchError> {
             print!("{}", logwrites::run(&args)?);
             Ok(())
         }
-    }
+    };
+    done.map(|()| ExitCode::SUCCESS)
 }

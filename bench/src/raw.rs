@@ -70,6 +70,7 @@ impl DeviceJob for RawJob<'_> {
             warmup: Duration::from_secs_f64(args.measure.warmup_seconds),
             stop: args.measure.stop(),
             seed: args.seed,
+            fua: args.fua,
         };
         let geometry = device.geometry();
         let pool = DmaPool::new(PoolConfig::new(spec.bs as usize, spec.qd)).map_err(|source| {
@@ -117,6 +118,8 @@ pub struct LoadSpec {
     pub stop: Stop,
     /// Seed of the offsets and of the write data.
     pub seed: u64,
+    /// Writes carry FUA: durable when they complete.
+    pub fua: bool,
 }
 
 /// What a measurement saw.
@@ -167,6 +170,7 @@ pub fn run_load<Q: QueuePair>(
     let mut gen = Generator {
         qp,
         workload: spec.workload,
+        fua: spec.fua,
         offsets,
         slots,
         idle: (0..spec.qd).rev().collect(),
@@ -256,6 +260,7 @@ impl Offsets {
 struct Generator<'q, Q> {
     qp: &'q mut Q,
     workload: Workload,
+    fua: bool,
     offsets: Offsets,
     slots: Vec<Slot>,
     /// Slots with no command in flight.
@@ -327,7 +332,7 @@ impl<Q: QueuePair> Generator<'_, Q> {
             Workload::Randwrite | Workload::Seqwrite => Command::Write {
                 lba,
                 buf,
-                fua: false,
+                fua: self.fua,
             },
         };
         let op = cmd.op();
@@ -403,6 +408,7 @@ mod tests {
             warmup: Duration::ZERO,
             stop,
             seed: 7,
+            fua: false,
         }
     }
 
@@ -458,6 +464,19 @@ mod tests {
         assert!(run.latency_ns.min() >= 20_000, "{}", run.latency_ns.min());
         // The device saw the warm-up too.
         assert!(dev.stats().cmds(Op::Write) > run.ops);
+    }
+
+    #[test]
+    fn fua_writes_are_durable_when_they_complete() {
+        for fua in [false, true] {
+            let mut cfg = SimConfig::new(4096, 1 << 10);
+            cfg.volatile_write_cache = true;
+            let dev = SimDevice::new(cfg).unwrap();
+            let mut s = spec(Workload::Seqwrite, 2, Stop::Ops(50));
+            s.fua = fua;
+            run_on(&dev, &s).unwrap();
+            assert_eq!(dev.volatile_writes() == 0, fua, "fua {fua}");
+        }
     }
 
     #[test]

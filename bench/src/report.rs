@@ -4,6 +4,7 @@ use std::fmt::Write as _;
 
 use hdrhistogram::Histogram;
 use keel_drivers::{Geometry, Op};
+use keel_engine::ShardConfig;
 use serde::Serialize;
 
 use crate::engine::{EngineRun, EngineSpec};
@@ -55,6 +56,8 @@ pub struct RawReport {
     pub driver: String,
     /// Workload name.
     pub workload: String,
+    /// Writes carried FUA (durable on completion).
+    pub fua: bool,
     /// Bytes per command.
     pub bs: u32,
     /// Commands in flight.
@@ -114,6 +117,7 @@ impl RawReport {
             bench: "raw",
             driver: driver.to_owned(),
             workload: spec.workload.as_str().to_owned(),
+            fua: spec.fua,
             bs: spec.bs,
             qd: spec.qd,
             block_size: geometry.block_size,
@@ -274,6 +278,18 @@ pub struct EngineReport {
     pub fresh_pages: u64,
     /// Data pages rewritten in place.
     pub overwrite_pages: u64,
+    /// The store ran with parallel commit (`--parallel-commit`).
+    pub parallel_commit: bool,
+    /// The store ran with overwrite intents (`--intents`).
+    pub overwrite_intents: bool,
+    /// Transactions committed by parallel commit (journal record and data at once).
+    pub parallel_txns: u64,
+    /// Of the committed transactions, the share that committed in parallel.
+    pub parallel_per_txn: f64,
+    /// Overwrite intents recorded (one per transaction that rewrote pages in place).
+    pub intents: u64,
+    /// Intents per committed transaction.
+    pub intents_per_txn: f64,
     /// Process CPU seconds, user plus system, during the measurement (final drain included).
     pub cpu_seconds: f64,
     /// Of which user mode.
@@ -320,6 +336,17 @@ pub struct ReactorLine {
     pub idle_sleeps: u64,
 }
 
+/// The median of `v` (sorting it); 0 when empty.
+pub fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    match n {
+        0 => 0.0,
+        _ if n % 2 == 1 => v[n / 2],
+        _ => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
 /// `n / d`, or 0 when `d` is 0.
 pub fn ratio(n: f64, d: f64) -> f64 {
     if d > 0.0 {
@@ -330,8 +357,14 @@ pub fn ratio(n: f64, d: f64) -> f64 {
 }
 
 impl EngineReport {
-    /// Assembles the report of one measurement.
-    pub fn new(driver: &str, spec: &EngineSpec, block_size: u32, run: &EngineRun) -> Self {
+    /// Assembles the report of one measurement of a store configured as `cfg`.
+    pub fn new(
+        driver: &str,
+        spec: &EngineSpec,
+        cfg: &ShardConfig,
+        block_size: u32,
+        run: &EngineRun,
+    ) -> Self {
         let seconds = run.elapsed.as_secs_f64();
         let s = &run.shards;
         let cpu_seconds = run.cpu.total_s();
@@ -366,6 +399,12 @@ impl EngineReport {
             checkpoints: s.checkpoints,
             fresh_pages: s.fresh_pages,
             overwrite_pages: s.overwrite_pages,
+            parallel_commit: cfg.parallel_commit,
+            overwrite_intents: cfg.overwrite_intents,
+            parallel_txns: s.parallel_txns,
+            parallel_per_txn: ratio(s.parallel_txns as f64, s.txns_committed as f64),
+            intents: s.intents,
+            intents_per_txn: ratio(s.intents as f64, s.txns_committed as f64),
             cpu_seconds,
             cpu_user_seconds: run.cpu.user_s,
             cpu_sys_seconds: run.cpu.sys_s,
@@ -399,6 +438,8 @@ const ENGINE_COLUMNS: Columns = Columns {
         ("flush/txn", 9),
         ("batch", 6),
         ("ckpt", 4),
+        ("par/txn", 7),
+        ("int/txn", 7),
         ("cpu µs/op", 9),
     ],
     left: 3,
@@ -406,7 +447,8 @@ const ENGINE_COLUMNS: Columns = Columns {
 
 /// A table of engine runs, like [`table`]: WA is write amplification, wr/txn and
 /// flush/txn device commands per transaction, batch the entries per journal batch, ckpt
-/// the checkpoints written.
+/// the checkpoints written, par/txn the share of transactions that committed in parallel
+/// (record and data at once), int/txn overwrite intents per transaction.
 pub fn engine_table(reports: &[EngineReport]) -> String {
     let mut out = String::new();
     push_header(&mut out, &ENGINE_COLUMNS);
@@ -427,6 +469,8 @@ pub fn engine_table(reports: &[EngineReport]) -> String {
             format!("{:.3}", ratio(r.flushes as f64, r.ops as f64)),
             format!("{:.1}", r.avg_batch_entries),
             r.checkpoints.to_string(),
+            format!("{:.3}", r.parallel_per_txn),
+            format!("{:.3}", r.intents_per_txn),
             format!("{:.2}", r.cpu_us_per_op),
         ];
         push_row(&mut out, &ENGINE_COLUMNS, &cells);
@@ -498,6 +542,7 @@ mod tests {
             warmup: Duration::ZERO,
             stop: Stop::Ops(1000),
             seed: 3,
+            fua: false,
         };
         let geometry = Geometry {
             block_size: 512,
@@ -617,6 +662,13 @@ mod tests {
         let cells: Vec<&str> = lines[1].split_whitespace().collect();
         assert_eq!(&cells[2..6], &["4k", "32", "2000", "7.8"], "{text}");
         assert_eq!(cells[11], "300.00", "{text}");
+    }
+
+    #[test]
+    fn median_of_even_and_odd_counts() {
+        assert_eq!(median(&mut [3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&mut [4.0, 1.0, 2.0, 3.0]), 2.5);
+        assert_eq!(median(&mut []), 0.0);
     }
 
     #[test]

@@ -329,3 +329,50 @@ fn without_json_it_prints_a_table() {
         "{text}"
     );
 }
+
+#[test]
+fn the_commit_path_flags_reach_the_store() {
+    let run = |workload: &str, flags: &[&str]| {
+        let mut args = vec![
+            "--driver",
+            "sim",
+            "--size",
+            "64m",
+            "--mode",
+            "metadata-only",
+            "--workload",
+            workload,
+            "--qd",
+            "4",
+            "--ops",
+            "200",
+            "--objects",
+            "16",
+        ];
+        args.extend_from_slice(flags);
+        let v = engine_json(&args);
+        check_consistent(&v, 200);
+        v
+    };
+    // Appends write fresh pages: in parallel unless told not to.
+    let v = run("append", &[]);
+    assert_eq!(
+        (v["parallel_commit"].clone(), u(&v, "parallel_txns")),
+        (true.into(), 200),
+        "{v}"
+    );
+    assert_eq!(f(&v, "parallel_per_txn"), 1.0, "{v}");
+    let v = run("append", &["--parallel-commit", "off"]);
+    assert_eq!(v["parallel_commit"], false, "{v}");
+    assert_eq!(u(&v, "parallel_txns"), 0, "{v}");
+    // 4 KiB overwrites on 512-byte blocks, one-block atomic unit: an intent each, unless off.
+    let v = run("overwrite", &[]);
+    assert_eq!((u(&v, "intents"), u(&v, "parallel_txns")), (200, 0), "{v}");
+    assert_eq!(f(&v, "intents_per_txn"), 1.0, "{v}");
+    let v = run("overwrite", &["--intents", "off"]);
+    assert_eq!(v["overwrite_intents"], false, "{v}");
+    assert_eq!((u(&v, "intents"), u(&v, "parallel_txns")), (0, 0), "{v}");
+    // A 4 KiB atomic unit: the overwrites commit in parallel, with no intent.
+    let v = run("overwrite", &["--sim-atomic-write-blocks", "8"]);
+    assert_eq!((u(&v, "intents"), u(&v, "parallel_txns")), (0, 200), "{v}");
+}
