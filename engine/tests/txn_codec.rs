@@ -64,6 +64,7 @@ fn golden_txn() -> Transaction {
         .omap_rm(7, "a", vec![b"x".to_vec()])
         .clone_object(7, "a", "b")
         .clone_range(7, "a", "c", 1, 2, 3)
+        .acknowledge(7, "a", 16, 32)
         .remove(7, "a")
         .set_full_journal(true);
     t
@@ -75,7 +76,7 @@ const GOLDEN: &[&str] = &[
     "4b54584e", // magic "KTXN"
     "0100",     // version 1
     "0100",     // flags: full journal
-    "0d000000", // 13 ops
+    "0e000000", // 14 ops
     // tag coll              name            other fields
     "01 0700000000000000", // mkcoll 7
     "02 0800000000000000", // rmcoll 8
@@ -89,8 +90,9 @@ const GOLDEN: &[&str] = &[
     "0b 0700000000000000 01000000 61 01000000 01000000 78", // omap_rm x
     "0c 0700000000000000 01000000 61 01000000 62", // clone a -> b
     "0d 0700000000000000 01000000 61 01000000 63 0100000000000000 0200000000000000 0300000000000000", // clone_range a@1 len 2 -> c@3
+    "0e 0700000000000000 01000000 61 1000000000000000 2000000000000000", // acknowledge @16 len 32
     "07 0700000000000000 01000000 61", // remove "a"
-    "cab30801", // crc32c of all the above (0x0108b3ca)
+    "38082e49", // crc32c of all the above (0x492e0838)
 ];
 
 #[test]
@@ -188,8 +190,8 @@ fn unknown_flags_are_refused() {
 
 #[test]
 fn unknown_tags_are_refused() {
-    // Offset 12 is the first op's tag; 0 is reserved, 14 the first unassigned.
-    for tag in [0u8, 14, 0x80, 0xff] {
+    // Offset 12 is the first op's tag; 0 is reserved, 15 the first unassigned.
+    for tag in [0u8, 15, 0x80, 0xff] {
         let mut b = golden_txn().encode();
         b[12] = tag;
         reseal(&mut b);

@@ -37,6 +37,7 @@
 //! | 11 | omap_rm | name: bytes, n: u32, then n × key: bytes |
 //! | 12 | clone | src: bytes, dst: bytes |
 //! | 13 | clone_range | src: bytes, dst: bytes, src_offset: u64, len: u64, dst_offset: u64 |
+//! | 14 | acknowledge | name: bytes, offset: u64, len: u64 |
 //!
 //! **Stability.** A tag, once given, keeps its meaning forever and is never reused; a new
 //! op gets the next free number. Changing an existing op's fields, or the header, takes a
