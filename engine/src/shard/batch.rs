@@ -54,6 +54,20 @@ pub(crate) struct SealedBatch {
     write: ChunkedWrite,
     /// Its `verify` entries write data without FUA on a volatile cache: flush before commit.
     post_flush: bool,
+    /// Written with FUA (or no volatile cache): durable once every chunk completed.
+    fua: bool,
+    /// The data writes of its intent-first entries have been started.
+    intents_started: bool,
+}
+
+impl SealedBatch {
+    /// Whether the batch's record is durable: written with FUA, or flushed after.
+    fn record_durable(&self) -> bool {
+        match self.phase {
+            BatchPhase::Written => self.fua || !self.post_flush,
+            _ => false,
+        }
+    }
 }
 
 impl<Q: QueuePair> Shard<Q> {
@@ -156,6 +170,7 @@ impl<Q: QueuePair> Shard<Q> {
         let mut at = HEADER_BYTES;
         let mut depends_on_data = false;
         let mut verify_data = false;
+        let mut intent_first = false;
         for &slot in &entries {
             let t = &mut self.txns[slot];
             data[at..at + t.entry.len()].copy_from_slice(&t.entry);
@@ -169,6 +184,7 @@ impl<Q: QueuePair> Shard<Q> {
             }
             depends_on_data |= serial_data;
             verify_data |= t.path.verify();
+            intent_first |= t.path == super::path::CommitPath::IntentFirst;
         }
         let header = BatchHeader {
             seq: self.journal.next_seq,
@@ -202,6 +218,10 @@ impl<Q: QueuePair> Shard<Q> {
         self.stats.batch_entries += n as u64;
         self.stats.batch_bytes += blocks * bs;
         self.stats.overlapped_batches += u64::from(!self.batches.is_empty());
+        let post_flush = verify_data && self.geo.volatile_write_cache && !self.verify_data_fua();
+        // A batch flushed before it commits needs no FUA, unless an intent-first entry must
+        // be durable before its data goes out.
+        let fua = self.geo.volatile_write_cache && (intent_first || !post_flush);
         let need_flush = self.geo.volatile_write_cache
             && !self.cfg.data_fua
             && depends_on_data
@@ -215,8 +235,10 @@ impl<Q: QueuePair> Shard<Q> {
             },
             entries,
             data,
-            write: ChunkedWrite::new(segments, self.geo.volatile_write_cache),
-            post_flush: verify_data && self.geo.volatile_write_cache && !self.verify_data_fua(),
+            write: ChunkedWrite::new(segments, fua),
+            post_flush,
+            fua,
+            intents_started: false,
         });
         if need_flush {
             self.data_since_flush = false;
@@ -233,6 +255,33 @@ impl<Q: QueuePair> Shard<Q> {
             self.issue_batch(self.batches.len() - 1);
         }
         true
+    }
+
+    /// Starts the in-place data writes of intent-first entries whose records are
+    /// replayable: their batch and every earlier one durable (replay stops at the first
+    /// missing batch, and an intent it cannot see would leave a torn page looking like
+    /// corruption).
+    fn start_intent_data(&mut self) {
+        for i in 0..self.batches.len() {
+            if !self.batches[i].record_durable() {
+                return;
+            }
+            if self.batches[i].intents_started {
+                continue;
+            }
+            self.batches[i].intents_started = true;
+            let first: Vec<usize> = self.batches[i]
+                .entries
+                .iter()
+                .copied()
+                .filter(|&s| self.txns[s].path == super::path::CommitPath::IntentFirst)
+                .collect();
+            for slot in first {
+                let planned = self.txns[slot].planned.take().expect("planned");
+                self.start_data_writes(slot, &planned);
+                self.txns[slot].planned = Some(planned);
+            }
+        }
     }
 
     /// Commits batches in sequence order: only a written batch with every earlier one
@@ -292,6 +341,7 @@ impl<Q: QueuePair> Shard<Q> {
                 let i = self.batch_index(seq);
                 assert_eq!(self.batches[i].phase, BatchPhase::PostFlushing);
                 self.batches[i].phase = BatchPhase::Written;
+                self.start_intent_data();
                 self.commit_batches();
             }
             JobKind::Batch(seq) => {
@@ -301,19 +351,8 @@ impl<Q: QueuePair> Shard<Q> {
                 b.write.pending -= 1;
                 if b.write.done() {
                     b.phase = BatchPhase::Written;
-                    // The records are the intents: their data may go in place now.
-                    let first: Vec<usize> = b
-                        .entries
-                        .iter()
-                        .copied()
-                        .filter(|&s| self.txns[s].path == super::path::CommitPath::IntentFirst)
-                        .collect();
-                    for slot in first {
-                        let planned = self.txns[slot].planned.take().expect("planned");
-                        self.start_data_writes(slot, &planned);
-                        self.txns[slot].planned = Some(planned);
-                    }
                 }
+                self.start_intent_data();
                 self.commit_batches();
             }
             JobKind::CkptFlush | JobKind::Ckpt => self.on_ckpt_job_done(kind),
