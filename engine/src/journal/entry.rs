@@ -51,26 +51,15 @@ const FLAG_VERIFY: u8 = 1;
 impl Entry {
     /// Appends the encoding to `out`.
     pub fn encode(&self, out: &mut Vec<u8>) {
-        let start = out.len();
-        out.put_u32(0); // patched below
-        out.put_u64(self.txn_seq);
-        out.put_u8(if self.verify { FLAG_VERIFY } else { 0 });
-        out.put_u32(self.deltas.len() as u32);
-        for d in &self.deltas {
-            d.encode(out);
-        }
-        out.put_u32(self.runs.len() as u32);
-        for r in &self.runs {
-            out.put_u64(r.phys);
-            out.put_bytes(&r.bytes);
-        }
-        out.put_u32(self.overwrites.len() as u32);
-        for (phys, pages) in &self.overwrites {
-            out.put_u64(*phys);
-            out.put_u32(*pages);
-        }
-        let len = (out.len() - start - 4) as u32;
-        out[start..start + 4].copy_from_slice(&len.to_le_bytes());
+        let runs: Vec<(u64, &[u8])> = self.runs.iter().map(|r| (r.phys, &r.bytes[..])).collect();
+        encode_parts(
+            out,
+            self.txn_seq,
+            self.verify,
+            &self.deltas,
+            &runs,
+            &self.overwrites,
+        );
     }
 
     /// Decodes one entry.
@@ -122,4 +111,36 @@ impl Entry {
             verify: flags & FLAG_VERIFY != 0,
         })
     }
+}
+
+/// Appends the encoding of an entry made of these parts to `out` (what [`Entry::encode`]
+/// writes, without building an [`Entry`]: the shard encodes its plans in place).
+pub fn encode_parts(
+    out: &mut Vec<u8>,
+    txn_seq: u64,
+    verify: bool,
+    deltas: &[Delta],
+    runs: &[(u64, &[u8])],
+    overwrites: &[(u64, u32)],
+) {
+    let start = out.len();
+    out.put_u32(0); // patched below
+    out.put_u64(txn_seq);
+    out.put_u8(if verify { FLAG_VERIFY } else { 0 });
+    out.put_u32(deltas.len() as u32);
+    for d in deltas {
+        d.encode(out);
+    }
+    out.put_u32(runs.len() as u32);
+    for (phys, bytes) in runs {
+        out.put_u64(*phys);
+        out.put_bytes(bytes);
+    }
+    out.put_u32(overwrites.len() as u32);
+    for (phys, pages) in overwrites {
+        out.put_u64(*phys);
+        out.put_u32(*pages);
+    }
+    let len = (out.len() - start - 4) as u32;
+    out[start..start + 4].copy_from_slice(&len.to_le_bytes());
 }

@@ -3,5 +3,5 @@
 mod entry;
 mod header;
 
-pub use entry::{DataRun, Entry};
+pub use entry::{encode_parts, DataRun, Entry};
 pub use header::{BatchHeader, HeaderReject, HEADER_BYTES, JOURNAL_MAGIC};

@@ -33,7 +33,7 @@ use slab::Slab;
 
 use crate::alloc::{Allocator, FreeGate};
 use crate::error::{Result, StoreError};
-use crate::journal::{DataRun, Entry};
+use crate::journal::encode_parts;
 use crate::meta::MetaTable;
 use crate::superblock::ShardLayout;
 use crate::txn::Transaction;
@@ -725,30 +725,21 @@ impl<Q: QueuePair> Shard<Q> {
         let t = &mut self.txns[slot];
         t.pages.clear();
         t.path = path;
-        let entry = Entry {
-            verify: path.verify(),
-            txn_seq: t.id,
-            deltas: planned.deltas.clone(),
-            runs: if full {
-                planned
-                    .runs
-                    .iter()
-                    .map(|r| DataRun {
-                        phys: r.phys,
-                        bytes: r.data.clone(),
-                    })
-                    .collect()
-            } else {
-                Vec::new()
-            },
-            overwrites: if full {
-                Vec::new()
-            } else {
-                planned.overwrites.clone()
-            },
+        let runs: Vec<(u64, &[u8])> = if full {
+            planned.runs.iter().map(|r| (r.phys, &r.data[..])).collect()
+        } else {
+            Vec::new()
         };
+        let overwrites: &[(u64, u32)] = if full { &[] } else { &planned.overwrites };
         t.entry.clear();
-        entry.encode(&mut t.entry);
+        encode_parts(
+            &mut t.entry,
+            t.id,
+            path.verify(),
+            &planned.deltas,
+            &runs,
+            overwrites,
+        );
         // Metadata must keep fitting a checkpoint slot: refuse what would take it past 90%
         // (the entry's size bounds what its deltas add), so a checkpoint never fails for size.
         let slot_bytes = (self.layout.ckpt_pages - 1) * PAGE;
