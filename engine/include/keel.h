@@ -600,8 +600,8 @@ int keel_store_open(const struct keel_opts *opts, struct keel_store **out);
  *
  * Returns: 0; `-EINVAL` (NULL `store`), `-EBADF` (not a live store: closed already,
  * freed, or never opened; detected as long as no new store reuses the address), `-EBUSY`
- * (another call is using it, called from one of its own callbacks, or a volume opened
- * on it is still open), `-EROFS` (the store
+ * (another call is using it, called from one of its own callbacks, a volume opened on it
+ * is still open, or a `keel_scrub` on it is still running), `-EROFS` (the store
  * had stopped after a device error: transactions still in flight failed), `-EIO` (device
  * error while closing, or the store was poisoned by an internal error; it is freed).
  *

@@ -376,8 +376,8 @@ pub unsafe extern "C" fn keel_store_open(
 ///
 /// Returns: 0; `-EINVAL` (NULL `store`), `-EBADF` (not a live store: closed already,
 /// freed, or never opened; detected as long as no new store reuses the address), `-EBUSY`
-/// (another call is using it, called from one of its own callbacks, or a volume opened
-/// on it is still open), `-EROFS` (the store
+/// (another call is using it, called from one of its own callbacks, a volume opened on it
+/// is still open, or a `keel_scrub` on it is still running), `-EROFS` (the store
 /// had stopped after a device error: transactions still in flight failed), `-EIO` (device
 /// error while closing, or the store was poisoned by an internal error; it is freed).
 ///
@@ -392,7 +392,8 @@ pub extern "C" fn keel_store_close(store: *mut keel_store) -> c_int {
         }
         if let Backend::Reactors(e) = &lease.get().backend {
             if std::sync::Arc::strong_count(e) > 1 {
-                // Volumes opened on it are still open.
+                // Something else holds the engine: a volume opened on it, or a keel_scrub
+                // running on another thread.
                 return Err(-EBUSY);
             }
             // Retired first: callbacks that run during the close see the handle gone.
