@@ -2,10 +2,9 @@
 //!
 //! ```text
 //!  keel_scrub(store, &report, ranges, cap)
-//!    polled:   Store::scrub (every page of the shard, on this thread) ─► confirm bad pages
-//!              by a checked read (reactor::scrub::confirm)
+//!    polled:   Store::scrub (every page of the shard, on this thread)
 //!    reactors: Engine::scrub (each reactor a pass of its shard, at once; the store handle
-//!              is let go while they run) ─► confirmed there
+//!              is let go while they run)
 //!    ─► counts into *report (report_size bytes), the bad ranges in key order into
 //!       ranges[0..cap]: collection, name copied in, kind, offset, length
 //! ```
@@ -27,9 +26,7 @@ use super::opts::{Backend, KEEL_STRUCT_MAX_BYTES};
 use super::store::keel_store;
 use super::KEEL_MAX_NAME_BYTES;
 use crate::reactor::reactor::on_reactor;
-use crate::reactor::scrub::confirm;
 use crate::shard::{BadRange, ScrubReport};
-use crate::types::PAGE;
 
 /// `struct keel_bad_range.kind`: a torn overwrite (reads fail with `-EILSEQ`).
 pub const KEEL_BAD_TORN: u32 = 1;
@@ -171,14 +168,7 @@ pub unsafe extern "C" fn keel_scrub(
             return Err(-EINVAL);
         }
         let found = match lease.get().backend_mut() {
-            Backend::Polled(s) => {
-                let mut r = s.scrub().map_err(errno)?;
-                confirm(&mut r, |k, off| {
-                    s.read(k.coll, &k.name, off, PAGE as usize).map(drop)
-                })
-                .map_err(errno)?;
-                r
-            }
+            Backend::Polled(s) => s.scrub().map_err(errno)?,
             Backend::Reactors(e) => {
                 if on_reactor() {
                     return Err(-EDEADLK);
@@ -220,7 +210,7 @@ pub unsafe extern "C" fn keel_scrub(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::types::ObjKey;
+    use crate::types::{ObjKey, PAGE};
 
     #[test]
     fn ranges_come_in_key_order_with_their_names_copied() {

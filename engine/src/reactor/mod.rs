@@ -730,8 +730,8 @@ impl<D: BlockDevice> Engine<D> {
     /// Reads every mapped page of every shard and checks it against its sum: one full
     /// pass per reactor, all reactors at once, each answering when its pass is done (a
     /// reactor takes no new messages during its pass; transactions already in its shard go
-    /// on). Every bad page is confirmed by a checked read before it is reported (see
-    /// [`scrub::confirm`]). The background scrub's cursor and counters are left alone.
+    /// on). A bad page is read again before it is reported (`Shard::scrub_step`). The
+    /// background scrub's cursor and counters are left alone.
     ///
     /// Errors: `OnReactor` on a reactor thread (a callback), `Closed`, a device error of a
     /// reactor (the others' passes are lost with it).

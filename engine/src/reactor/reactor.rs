@@ -27,13 +27,13 @@ use keel_drivers::QueuePair;
 
 use super::poller::{Poll, Poller, PollerId, POLLERS};
 use super::ring::{Answer, Armed, Msg, Query, ReplyTo};
-use super::scrub::{confirm, BackgroundScrub};
+use super::scrub::BackgroundScrub;
 use super::stats::{LoopStats, ReactorStats};
 use crate::error::{Result, StoreError};
 use crate::fsck::{fsck_shard, FsckReport};
 use crate::shard::{Shard, TxnId};
 use crate::store::ObjStat;
-use crate::types::{ObjKey, PAGE};
+use crate::types::ObjKey;
 
 /// Most pending notifications a reactor preallocates room for.
 pub const PENDING_PREALLOC_MAX: usize = 1 << 16;
@@ -373,13 +373,7 @@ impl<Q: QueuePair> Reactor<Q> {
                 Answer::Fsck(r)
             }
             Query::Phase => Answer::Phase(sh.phase()),
-            Query::Scrub => {
-                let mut r = sh.scrub()?;
-                confirm(&mut r, |k, off| {
-                    sh.read(k.coll, &k.name, off, PAGE as usize).map(drop)
-                })?;
-                Answer::Scrub(Box::new(r))
-            }
+            Query::Scrub => Answer::Scrub(Box::new(sh.scrub()?)),
             Query::Drain => unreachable!("drain is a barrier"),
         })
     }

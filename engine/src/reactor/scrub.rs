@@ -6,7 +6,8 @@
 //!            bucket.refill(wall clock) ── < one batch of tokens ──► Idle
 //!              │ ≥ min(rate, 64) pages
 //!              ▼
-//!            Shard::scrub_step(cursor, ≤ 64 pages) ─► confirm bad pages by a checked read
+//!            Shard::scrub_step(cursor, ≤ 64 pages; it reads a bad page again before
+//!                              reporting it)
 //!              ─► ScrubStats: pages, clean, skipped, torn, corrupt, passes, errors,
 //!                 the most recent bad ranges (at most SCRUB_RECENT_MAX)
 //! ```
@@ -19,12 +20,9 @@
 //!   (`min(rate, 64)` pages), so the table walk that finds the cursor is paid per batch,
 //!   not per page.
 //! - **Confirmation.** A step reads its pages while the shard keeps polling, so a
-//!   transaction can rewrite and commit a page between the scrub's read and its check,
-//!   which would read as corruption. Every page a step calls bad is read again through the
-//!   checked client path ([`Shard::read`]: it retries reads that raced an overwrite), and
-//!   only what that read still calls torn or corrupt is reported. Bad pages are rare, so
-//!   this costs nothing in the common case. [`confirm`] is also what `Engine::scrub` and
-//!   the C ABI's `keel_scrub` use.
+//!   transaction can rewrite and commit a page between the scrub's read and its check;
+//!   [`Shard::scrub_step`] itself reads such a page again and reports it only if it still
+//!   fails against its current sum (engine/src/shard/scrub.rs).
 //! - **Determinism.** Stepped mode keeps no time: the poller does nothing there whatever
 //!   the rate. A stepped test asks for a step with [`Reactor::scrub_background_step`]
 //!   (`Engine::with_reactors`), which takes no clock.
@@ -38,9 +36,8 @@ use std::time::Instant;
 
 use keel_drivers::QueuePair;
 
-use crate::error::{Result, StoreError};
+use crate::error::StoreError;
 use crate::shard::{BadRange, ScrubCursor, ScrubReport, Shard};
-use crate::types::{ObjKey, PAGE};
 
 /// Most pages one background step checks.
 pub const SCRUB_BATCH_PAGES: u64 = 64;
@@ -241,7 +238,7 @@ impl BackgroundScrub {
         self.bucket.ready()
     }
 
-    /// One step of up to `max_pages` pages on `shard`, counted and confirmed; spends the
+    /// One step of up to `max_pages` pages on `shard`, counted; spends the
     /// tokens of what it visited. Returns the pages visited (0 on an empty table, or when
     /// the step failed).
     pub(crate) fn step<Q: QueuePair>(&mut self, shard: &mut Shard<Q>, max_pages: u64) -> u64 {
@@ -255,12 +252,6 @@ impl BackgroundScrub {
             }
         };
         self.bucket.take(visited.max(1));
-        // What could not be confirmed stays as the step found it.
-        if let Err(e) = confirm(&mut report, |k, off| {
-            shard.read(k.coll, &k.name, off, PAGE as usize).map(drop)
-        }) {
-            self.error(shard.index(), "confirming a bad page", &e);
-        }
         self.stats.record(report);
         visited
     }
@@ -274,74 +265,10 @@ impl BackgroundScrub {
     }
 }
 
-/// Confirms the bad ranges of `report` page by page with `read(key, offset)`, which reads
-/// the page at `offset` of `key` through the checked client path (a read that raced an
-/// overwrite is retried there). A page it reads clean moves to `clean`; one whose object
-/// or collection went away (or that is now past its end) moves from `pages` to
-/// `skipped`; the rest are listed by what the read says (`TornOverwrite`: torn,
-/// `DataCorrupt`: corrupt), merged into runs again.
-///
-/// Returns the first other error of a read (a device error), after checking every page;
-/// a page whose read failed so keeps the kind the scrub gave it.
-pub fn confirm(
-    report: &mut ScrubReport,
-    mut read: impl FnMut(&ObjKey, u64) -> Result<()>,
-) -> Result<()> {
-    if report.torn.is_empty() && report.corrupt.is_empty() {
-        return Ok(());
-    }
-    let mut first_err = None;
-    let mut pages: Vec<(BadKind, ObjKey, u64)> = Vec::new();
-    let found = (report.torn.drain(..).map(|r| (BadKind::Torn, r)))
-        .chain(report.corrupt.drain(..).map(|r| (BadKind::Corrupt, r)))
-        .collect::<Vec<_>>();
-    for (kind, r) in found {
-        for off in (r.offset..r.offset + r.len).step_by(PAGE as usize) {
-            match read(&r.key, off) {
-                Ok(()) => report.clean += 1,
-                Err(StoreError::TornOverwrite { .. }) => {
-                    pages.push((BadKind::Torn, r.key.clone(), off))
-                }
-                Err(StoreError::DataCorrupt { .. }) => {
-                    pages.push((BadKind::Corrupt, r.key.clone(), off))
-                }
-                Err(
-                    StoreError::NoSuchObject(_)
-                    | StoreError::NoSuchCollection(_)
-                    | StoreError::ReadPastEnd { .. },
-                ) => {
-                    report.pages -= 1;
-                    report.skipped += 1;
-                }
-                Err(e) => {
-                    first_err.get_or_insert(e);
-                    pages.push((kind, r.key.clone(), off));
-                }
-            }
-        }
-    }
-    // Back into runs, in key order within each kind.
-    pages.sort();
-    for (kind, key, off) in pages {
-        let list = match kind {
-            BadKind::Torn => &mut report.torn,
-            BadKind::Corrupt => &mut report.corrupt,
-        };
-        match list.last_mut() {
-            Some(last) if last.key == key && last.offset + last.len == off => last.len += PAGE,
-            _ => list.push(BadRange {
-                key,
-                offset: off,
-                len: PAGE,
-            }),
-        }
-    }
-    first_err.map_or(Ok(()), Err)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::types::{ObjKey, PAGE};
 
     fn range(name: &str, page: u64, pages: u64) -> BadRange {
         BadRange {
@@ -437,42 +364,5 @@ mod tests {
         assert_eq!(s.recent.len(), SCRUB_RECENT_MAX);
         assert_eq!(s.recent.last().unwrap().range, range("o99", 0, 1));
         assert_eq!(s.recent[0].range, range("o36", 0, 1));
-    }
-
-    #[test]
-    fn confirm_keeps_only_what_a_checked_read_still_calls_bad() {
-        let mut r = ScrubReport {
-            pages: 10,
-            clean: 4,
-            torn: vec![range("t", 0, 2)],
-            corrupt: vec![range("c", 4, 3), range("gone", 0, 1)],
-            ..ScrubReport::default()
-        };
-        let key = |n: &str| ObjKey::new(1, n.as_bytes().to_vec());
-        let err = confirm(&mut r, |k, off| {
-            let (name, page) = (k.name.as_slice(), off / PAGE);
-            match (name, page) {
-                // Page 5 of "c" was rewritten meanwhile: clean now.
-                (b"c", 5) => Ok(()),
-                (b"c", _) => Err(StoreError::DataCorrupt {
-                    key: k.clone(),
-                    offset: off,
-                    len: PAGE,
-                }),
-                (b"t", 0) => Err(StoreError::TornOverwrite {
-                    key: k.clone(),
-                    offset: off,
-                    len: PAGE,
-                }),
-                (b"t", _) => Err(StoreError::Corrupt("device says no".into())),
-                _ => Err(StoreError::NoSuchObject(k.clone())),
-            }
-        });
-        assert!(matches!(err, Err(StoreError::Corrupt(_))), "{err:?}");
-        assert_eq!((r.pages, r.clean, r.skipped), (9, 5, 1));
-        // Page 1 of "t" could not be read again: it keeps its kind.
-        assert_eq!(r.torn, vec![range("t", 0, 2)]);
-        assert_eq!(r.corrupt, vec![range("c", 4, 1), range("c", 6, 1)]);
-        assert_eq!(r.corrupt[0].key, key("c"));
     }
 }

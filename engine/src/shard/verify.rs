@@ -10,7 +10,7 @@
 
 use keel_drivers::QueuePair;
 
-use super::{Shard, PG};
+use super::{ReadRun, Shard, PG};
 use crate::error::StoreError;
 use crate::meta::page_sum;
 use crate::types::{ObjKey, PAGE};
@@ -118,18 +118,16 @@ impl<Q: QueuePair> Shard<Q> {
                 None => bad = Some((i, 1, check)),
             }
         }
-        let key = self.reads[slot].key.clone();
         let r = &mut self.reads[slot];
         r.pending -= 1;
         r.retry |= retry;
         match bad {
             Some((first, n, check)) => {
-                r.error
-                    .get_or_insert_with(|| Self::bad_range(key, lpage + first, n, check));
+                if r.error.is_none() {
+                    r.error = Some(Self::bad_range(r.key.clone(), lpage + first, n, check));
+                }
             }
             None => r.out[at..at + len].copy_from_slice(&buf[skip..skip + len]),
         }
     }
 }
-
-use super::ReadRun;
