@@ -726,7 +726,7 @@ impl<Q: QueuePair> Shard<Q> {
         t.pages.clear();
         t.path = path;
         let runs: Vec<(u64, &[u8])> = if full {
-            planned.runs.iter().map(|r| (r.phys, &r.data[..])).collect()
+            planned.run_data().collect()
         } else {
             Vec::new()
         };
@@ -770,14 +770,14 @@ impl<Q: QueuePair> Shard<Q> {
             );
             return;
         }
-        // Lay the run data out once, with a segment per run.
+        // The run data moves to the slot, with a segment per run.
         let mut segments = Vec::with_capacity(planned.runs.len());
-        t.data.clear();
+        t.data = std::mem::take(&mut planned.data);
         let bpp = PAGE / u64::from(self.geo.block_size);
+        let mut at = 0;
         for r in &planned.runs {
-            let start = t.data.len();
-            t.data.extend_from_slice(&r.data);
-            segments.push((r.phys * bpp, start..t.data.len()));
+            segments.push((r.phys * bpp, at..at + r.pages * PG));
+            at += r.pages * PG;
         }
         let has_data = !segments.is_empty();
         // Data of a record that may be durable first must be durable at completion.
@@ -907,7 +907,7 @@ impl<Q: QueuePair> Shard<Q> {
             // Reads see acknowledged data while it travels home.
             let mut off = 0;
             for r in &planned.runs {
-                for i in 0..(r.data.len() / PG) as u64 {
+                for i in 0..r.pages as u64 {
                     self.overlay.insert(r.phys + i, (slot, off));
                     off += PG;
                 }

@@ -1,17 +1,27 @@
 //! Planning: a transaction becomes metadata deltas and page writes.
 //!
 //! The planner works against committed state (its objects are locked, so that state cannot
-//! change under it) on a shadow copy of the objects it touches, one operation after the
-//! other, so later operations see earlier ones. Pages it changes are *dirty pages*: a mapped
-//! page is rewritten in place (an overwrite); an unmapped one gets a freshly allocated page
-//! (and a `Map` delta). A partial write of a mapped page needs its old contents: the planner
-//! records the committed pages it lacks and answers [`PlanOutcome::NeedPages`]; the shard
-//! reads them and plans again (the second pass finds them all: the set depends only on
-//! committed state).
+//! change under it), one operation after the other, so later operations see earlier ones.
+//! What it has changed so far lives in a *shadow* of each object it touches:
+//!
+//! - the object's size, and whether it exists;
+//! - its committed extents, attributes and omap, borrowed from the table and copied only on
+//!   the first change to one of them (an unmap, an attribute, an omap key), so a write to
+//!   an object with a large extent map does not copy that map;
+//! - its *dirty pages*: the pages this transaction writes, by logical page, with their
+//!   bytes in one arena. A dirty page is never entered in the shadow's extent map: every
+//!   lookup consults the dirty pages first.
+//!
+//! A dirty page of a mapped page is rewritten in place (an overwrite); one of an unmapped
+//! page gets a freshly allocated page (and a `Map` delta). A partial write of a mapped page
+//! needs its old contents: the planner records the committed pages it lacks and answers
+//! [`PlanOutcome::NeedPages`]; the shard reads them and plans again (the second pass finds
+//! them all: the set depends only on committed state).
 //!
 //! Bytes past an object's size in its last page are undefined on media; whenever an object
 //! grows, the planner zeroes them first, so a hole or an extension always reads as zeroes.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 
 use crate::alloc::Allocator;
@@ -22,17 +32,21 @@ use crate::types::{CollId, Extent, ObjKey, MAX_TXN_DATA_BYTES, PAGE};
 
 const PG: usize = PAGE as usize;
 
-/// A run of dirty pages with consecutive device pages.
+/// A run of dirty pages with consecutive device pages; its bytes are `pages` pages of
+/// [`Planned::data`], right after those of the runs before it.
 pub(crate) struct PlannedRun {
     pub(crate) phys: u64,
-    pub(crate) data: Vec<u8>,
+    pub(crate) pages: usize,
 }
 
 /// What a transaction will do.
 #[derive(Default)]
 pub(crate) struct Planned {
     pub(crate) deltas: Vec<Delta>,
+    /// Runs in device order.
     pub(crate) runs: Vec<PlannedRun>,
+    /// The bytes of every run, one after the other.
+    pub(crate) data: Vec<u8>,
     /// Extents allocated for it (given back if it fails before its entry is durable).
     pub(crate) allocated: Vec<Extent>,
     /// Committed pages rewritten in place: (first page, pages).
@@ -41,17 +55,67 @@ pub(crate) struct Planned {
     pub(crate) overwrite_pages: u64,
 }
 
+impl Planned {
+    /// Each run with its bytes: (first device page, bytes).
+    pub(crate) fn run_data(&self) -> impl Iterator<Item = (u64, &[u8])> {
+        let mut at = 0;
+        self.runs.iter().map(move |r| {
+            let bytes = &self.data[at..at + r.pages * PG];
+            at += r.pages * PG;
+            (r.phys, bytes)
+        })
+    }
+}
+
 pub(crate) enum PlanOutcome {
     Done(Planned),
     /// Device pages whose committed contents the plan needs.
     NeedPages(Vec<u64>),
 }
 
+/// A page this transaction writes.
 struct Dirty {
     /// Device page; `None` until allocated.
     phys: Option<u64>,
     fresh: bool,
-    data: Box<[u8]>,
+    /// Offset of its bytes in the planner's arena.
+    at: usize,
+}
+
+/// An existing object as the transaction sees it so far.
+struct Live<'a> {
+    size: u64,
+    /// Committed extents, attributes and omap; copied on the first change. `body.size` is
+    /// not kept up to date: `size` is the size.
+    body: Cow<'a, Object>,
+}
+
+/// One object the transaction touches.
+struct Shadow<'a> {
+    /// `None`: the object does not exist (yet, or any more).
+    live: Option<Live<'a>>,
+    /// Pages written, by logical page.
+    dirty: BTreeMap<u64, Dirty>,
+}
+
+impl<'a> Shadow<'a> {
+    fn size(&self) -> u64 {
+        self.live.as_ref().map_or(0, |l| l.size)
+    }
+
+    /// The committed device page `lpage` maps to (dirty pages aside).
+    fn committed_phys(&self, lpage: u64) -> Option<u64> {
+        self.live.as_ref()?.body.phys_of(lpage)
+    }
+
+    /// Whether `lpage` has data: dirty, or mapped.
+    fn has_page(&self, lpage: u64) -> bool {
+        self.dirty.contains_key(&lpage) || self.committed_phys(lpage).is_some()
+    }
+
+    fn live_mut(&mut self) -> &mut Live<'a> {
+        self.live.as_mut().expect("object exists in shadow")
+    }
 }
 
 pub(crate) struct Planner<'a> {
@@ -60,16 +124,34 @@ pub(crate) struct Planner<'a> {
     /// Committed contents of pages read for this plan, by device page.
     pages: &'a HashMap<u64, Box<[u8]>>,
     max_extent_pages: u32,
-    shadow: HashMap<ObjKey, Option<Object>>,
+    objs: BTreeMap<ObjKey, Shadow<'a>>,
     colls: HashMap<CollId, bool>,
-    dirty: BTreeMap<(ObjKey, u64), Dirty>,
+    /// Bytes of every dirty page, a page each (a dropped page's bytes stay, unused).
+    arena: Vec<u8>,
     out: Planned,
     missing: Vec<u64>,
 }
 
-fn phys_of(obj: &Object, lpage: u64) -> Option<u64> {
-    let (&start, ext) = obj.extents.range(..=lpage).next_back()?;
-    (lpage < start + u64::from(ext.pages)).then(|| ext.phys + (lpage - start))
+/// The shadow of `key`, made from committed state on first use.
+fn shadow_of<'s, 'a>(
+    objs: &'s mut BTreeMap<ObjKey, Shadow<'a>>,
+    table: &'a MetaTable,
+    key: &ObjKey,
+) -> &'s mut Shadow<'a> {
+    if !objs.contains_key(key) {
+        let live = table.object(key.coll, &key.name).map(|o| Live {
+            size: o.size,
+            body: Cow::Borrowed(o),
+        });
+        objs.insert(
+            key.clone(),
+            Shadow {
+                live,
+                dirty: BTreeMap::new(),
+            },
+        );
+    }
+    objs.get_mut(key).expect("just inserted")
 }
 
 impl<'a> Planner<'a> {
@@ -84,9 +166,9 @@ impl<'a> Planner<'a> {
             alloc,
             pages,
             max_extent_pages,
-            shadow: HashMap::new(),
+            objs: BTreeMap::new(),
             colls: HashMap::new(),
-            dirty: BTreeMap::new(),
+            arena: Vec::new(),
             out: Planned::default(),
             missing: Vec::new(),
         }
@@ -94,6 +176,9 @@ impl<'a> Planner<'a> {
 
     /// Plans the whole transaction. On error every allocation is given back.
     pub(crate) fn plan(mut self, txn: &Transaction) -> Result<PlanOutcome, StoreError> {
+        // Room for the pages written whole, and the partial pages at their edges.
+        let bytes = txn.data_bytes().min(MAX_TXN_DATA_BYTES) as usize;
+        self.arena.reserve(bytes + 2 * PG * txn.len().min(64));
         let result = txn
             .ops()
             .iter()
@@ -121,40 +206,42 @@ impl<'a> Planner<'a> {
     }
 
     fn finish(&mut self) {
-        let mut pages: Vec<(u64, bool, Box<[u8]>)> = std::mem::take(&mut self.dirty)
-            .into_values()
-            .map(|d| (d.phys.expect("every dirty page is placed"), d.fresh, d.data))
+        let mut pages: Vec<(u64, bool, usize)> = self
+            .objs
+            .values()
+            .flat_map(|s| s.dirty.values())
+            .map(|d| (d.phys.expect("every dirty page is placed"), d.fresh, d.at))
             .collect();
         pages.sort_unstable_by_key(|p| p.0);
-        for (phys, fresh, data) in pages {
+        let out = &mut self.out;
+        out.data.reserve_exact(pages.len() * PG);
+        for (phys, fresh, at) in pages {
             if fresh {
-                self.out.fresh_pages += 1;
+                out.fresh_pages += 1;
             } else {
-                self.out.overwrite_pages += 1;
-                match self.out.overwrites.last_mut() {
+                out.overwrite_pages += 1;
+                match out.overwrites.last_mut() {
                     Some((start, n)) if *start + u64::from(*n) == phys => *n += 1,
-                    _ => self.out.overwrites.push((phys, 1)),
+                    _ => out.overwrites.push((phys, 1)),
                 }
             }
-            match self.out.runs.last_mut() {
-                Some(r) if r.phys + (r.data.len() / PG) as u64 == phys => {
-                    r.data.extend_from_slice(&data)
-                }
-                _ => self.out.runs.push(PlannedRun {
-                    phys,
-                    data: data.into_vec(),
-                }),
+            match out.runs.last_mut() {
+                Some(r) if r.phys + r.pages as u64 == phys => r.pages += 1,
+                _ => out.runs.push(PlannedRun { phys, pages: 1 }),
             }
+            out.data.extend_from_slice(&self.arena[at..at + PG]);
         }
         // The sums of every page written, after the maps that place them.
-        for r in &self.out.runs {
-            for (i, chunk) in r.data.chunks(MAX_CSUM_PAGES * PG).enumerate() {
-                self.out.deltas.push(Delta::Csum {
-                    phys: r.phys + (i * MAX_CSUM_PAGES) as u64,
+        let mut sums = Vec::new();
+        for (phys, bytes) in out.run_data() {
+            for (i, chunk) in bytes.chunks(MAX_CSUM_PAGES * PG).enumerate() {
+                sums.push(Delta::Csum {
+                    phys: phys + (i * MAX_CSUM_PAGES) as u64,
                     sums: chunk.chunks(PG).map(page_sum).collect(),
                 });
             }
         }
+        out.deltas.append(&mut sums);
     }
 
     // ---- shadow state -------------------------------------------------------------------
@@ -166,20 +253,21 @@ impl<'a> Planner<'a> {
             .unwrap_or_else(|| self.table.has_coll(c))
     }
 
-    fn obj(&mut self, key: &ObjKey) -> Option<&Object> {
-        if !self.shadow.contains_key(key) {
-            let committed = self.table.object(key.coll, &key.name).cloned();
-            self.shadow.insert(key.clone(), committed);
-        }
-        self.shadow[key].as_ref()
+    fn shadow(&mut self, key: &ObjKey) -> &mut Shadow<'a> {
+        shadow_of(&mut self.objs, self.table, key)
     }
 
-    fn obj_mut(&mut self, key: &ObjKey) -> &mut Object {
-        self.obj(key);
-        self.shadow
-            .get_mut(key)
-            .and_then(Option::as_mut)
-            .expect("object exists in shadow")
+    fn exists(&mut self, key: &ObjKey) -> bool {
+        self.shadow(key).live.is_some()
+    }
+
+    fn size(&mut self, key: &ObjKey) -> u64 {
+        self.shadow(key).size()
+    }
+
+    /// The object's committed body, to change (copied from the table the first time).
+    fn body_mut(&mut self, key: &ObjKey) -> &mut Object {
+        self.shadow(key).live_mut().body.to_mut()
     }
 
     fn need_coll(&self, c: CollId) -> Result<(), StoreError> {
@@ -192,16 +280,21 @@ impl<'a> Planner<'a> {
 
     fn need_obj(&mut self, key: &ObjKey) -> Result<(), StoreError> {
         self.need_coll(key.coll)?;
-        match self.obj(key) {
-            Some(_) => Ok(()),
-            None => Err(StoreError::NoSuchObject(key.clone())),
+        if self.exists(key) {
+            Ok(())
+        } else {
+            Err(StoreError::NoSuchObject(key.clone()))
         }
     }
 
     fn ensure_obj(&mut self, key: &ObjKey) -> Result<(), StoreError> {
         self.need_coll(key.coll)?;
-        if self.obj(key).is_none() {
-            self.shadow.insert(key.clone(), Some(Object::default()));
+        let sh = self.shadow(key);
+        if sh.live.is_none() {
+            sh.live = Some(Live {
+                size: 0,
+                body: Cow::Owned(Object::default()),
+            });
             self.out.deltas.push(Delta::Create {
                 coll: key.coll,
                 name: key.name.clone(),
@@ -211,9 +304,9 @@ impl<'a> Planner<'a> {
     }
 
     fn set_size(&mut self, key: &ObjKey, size: u64) {
-        let obj = self.obj_mut(key);
-        if obj.size != size {
-            obj.size = size;
+        let live = self.shadow(key).live_mut();
+        if live.size != size {
+            live.size = size;
             self.out.deltas.push(Delta::SetSize {
                 coll: key.coll,
                 name: key.name.clone(),
@@ -225,23 +318,22 @@ impl<'a> Planner<'a> {
     /// Unmaps `[lpage, lpage + pages)` in shadow and drops dirty pages there.
     fn unmap(&mut self, key: &ObjKey, lpage: u64, pages: u64) {
         let end = lpage.saturating_add(pages);
-        let had_dirty = {
-            let range = (key.clone(), lpage)..(key.clone(), end);
-            let gone: Vec<_> = self.dirty.range(range).map(|(k, _)| k.clone()).collect();
-            for k in &gone {
-                self.dirty.remove(k);
-            }
-            !gone.is_empty()
-        };
-        let obj = self.obj_mut(key);
-        let mapped = obj
+        let sh = self.shadow(key);
+        let gone: Vec<u64> = sh.dirty.range(lpage..end).map(|(lp, _)| *lp).collect();
+        for lp in &gone {
+            sh.dirty.remove(lp);
+        }
+        let live = sh.live_mut();
+        let mapped = live
+            .body
             .extents
             .range(..end)
             .next_back()
             .is_some_and(|(&s, e)| s + u64::from(e.pages) > lpage);
-        if mapped || had_dirty {
-            let mut freed = Vec::new();
-            obj.unmap(lpage, pages, &mut freed);
+        if mapped {
+            live.body.to_mut().unmap(lpage, pages, &mut Vec::new());
+        }
+        if mapped || !gone.is_empty() {
             self.out.deltas.push(Delta::Unmap {
                 coll: key.coll,
                 name: key.name.clone(),
@@ -253,41 +345,43 @@ impl<'a> Planner<'a> {
 
     // ---- pages --------------------------------------------------------------------------
 
-    /// The dirty page for `lpage`, loading its committed contents unless `whole` (the caller
-    /// overwrites all of it).
-    fn page_mut(&mut self, key: &ObjKey, lpage: u64, whole: bool) -> &mut Dirty {
-        let k = (key.clone(), lpage);
-        if !self.dirty.contains_key(&k) {
-            let obj = self.obj(key).expect("page of an existing object");
-            let size = obj.size;
-            let phys = phys_of(obj, lpage);
-            let mut data = vec![0u8; PG].into_boxed_slice();
-            if let (Some(p), false) = (phys, whole) {
-                match self.pages.get(&p) {
-                    Some(old) => {
-                        data.copy_from_slice(old);
-                        // Past EOF is undefined on media: present it as zeroes.
-                        let valid = size.saturating_sub(lpage * PAGE).min(PAGE) as usize;
-                        data[valid..].fill(0);
-                    }
-                    None => self.missing.push(p),
-                }
-            }
-            self.dirty.insert(
-                k.clone(),
-                Dirty {
-                    phys,
-                    fresh: phys.is_none(),
-                    data,
-                },
-            );
-        }
-        self.dirty.get_mut(&k).expect("just inserted")
+    /// A new page in the arena (zeroes); returns its offset.
+    fn arena_page(&mut self) -> usize {
+        let at = self.arena.len();
+        self.arena.resize(at + PG, 0);
+        at
     }
 
-    fn has_page(&mut self, key: &ObjKey, lpage: u64) -> bool {
-        self.dirty.contains_key(&(key.clone(), lpage))
-            || self.obj(key).is_some_and(|o| phys_of(o, lpage).is_some())
+    /// The bytes of the dirty page for `lpage`, loading its committed contents unless
+    /// `whole` (the caller overwrites all of it).
+    fn page_mut(&mut self, key: &ObjKey, lpage: u64, whole: bool) -> &mut [u8] {
+        let at = match self.shadow(key).dirty.get(&lpage) {
+            Some(d) => d.at,
+            None => {
+                let sh = self.shadow(key);
+                let size = sh.size();
+                let phys = sh.committed_phys(lpage);
+                let at = self.arena_page();
+                if let (Some(p), false) = (phys, whole) {
+                    match self.pages.get(&p) {
+                        Some(old) => {
+                            // Past EOF is undefined on media: present it as zeroes.
+                            let valid = size.saturating_sub(lpage * PAGE).min(PAGE) as usize;
+                            self.arena[at..at + valid].copy_from_slice(&old[..valid]);
+                        }
+                        None => self.missing.push(p),
+                    }
+                }
+                let dirty = Dirty {
+                    phys,
+                    fresh: phys.is_none(),
+                    at,
+                };
+                self.shadow(key).dirty.insert(lpage, dirty);
+                at
+            }
+        };
+        &mut self.arena[at..at + PG]
     }
 
     /// Before growing an object to `new_end` bytes: its last page, if partly past its size
@@ -295,58 +389,55 @@ impl<'a> Planner<'a> {
     /// acknowledged bytes it holds are then never at risk of a torn write, and a growing
     /// write stays a write to fresh pages only (atomic, and eligible for parallel commit).
     fn cow_eof_page(&mut self, key: &ObjKey, new_end: u64) {
-        let Some(obj) = self.obj(key) else { return };
-        let size = obj.size;
-        if size % PAGE == 0 || new_end <= size {
+        let sh = self.shadow(key);
+        let size = sh.size();
+        if sh.live.is_none() || size % PAGE == 0 || new_end <= size {
             return;
         }
         let lpage = size / PAGE;
-        let Some(phys) = phys_of(obj, lpage) else {
+        let Some(phys) = sh.committed_phys(lpage) else {
             return;
         };
-        if self.dirty.contains_key(&(key.clone(), lpage)) {
+        if sh.dirty.contains_key(&lpage) {
             return;
         }
-        let mut data = vec![0u8; PG].into_boxed_slice();
+        let at = self.arena_page();
         match self.pages.get(&phys) {
             Some(old) => {
                 let valid = (size % PAGE) as usize;
-                data[..valid].copy_from_slice(&old[..valid]);
+                self.arena[at..at + valid].copy_from_slice(&old[..valid]);
             }
             None => self.missing.push(phys),
         }
-        self.dirty.insert(
-            (key.clone(), lpage),
-            Dirty {
-                phys: None,
-                fresh: true,
-                data,
-            },
-        );
+        let dirty = Dirty {
+            phys: None,
+            fresh: true,
+            at,
+        };
+        self.shadow(key).dirty.insert(lpage, dirty);
     }
 
     /// Before growing an object: zero what lies past its old size in its last page.
     fn zero_eof_tail(&mut self, key: &ObjKey) {
-        let size = self.obj(key).map_or(0, |o| o.size);
+        let size = self.size(key);
         if size % PAGE == 0 {
             return;
         }
         let lpage = size / PAGE;
-        if self.has_page(key, lpage) {
-            let d = self.page_mut(key, lpage, false);
-            d.data[(size % PAGE) as usize..].fill(0);
+        if self.shadow(key).has_page(lpage) {
+            self.page_mut(key, lpage, false)[(size % PAGE) as usize..].fill(0);
         }
     }
 
     /// Gives device pages to the object's new dirty pages, contiguous where it can, and
     /// records the mappings.
     fn place_fresh(&mut self, key: &ObjKey) -> Result<(), StoreError> {
-        let range = (key.clone(), 0)..=(key.clone(), u64::MAX);
         let unplaced: Vec<u64> = self
+            .shadow(key)
             .dirty
-            .range(range)
+            .iter()
             .filter(|(_, d)| d.phys.is_none())
-            .map(|((_, lp), _)| *lp)
+            .map(|(lp, _)| *lp)
             .collect();
         if unplaced.is_empty() {
             return Ok(());
@@ -355,33 +446,32 @@ impl<'a> Planner<'a> {
         self.alloc
             .alloc_into(unplaced.len() as u64, self.max_extent_pages, &mut exts)?;
         self.out.allocated.extend_from_slice(&exts);
-        let mut next = exts.iter().flat_map(|e| e.phys..e.end());
-        for lp in &unplaced {
-            let phys = next.next().expect("allocated exactly enough");
-            self.dirty.get_mut(&(key.clone(), *lp)).expect("dirty").phys = Some(phys);
+        let sh = shadow_of(&mut self.objs, self.table, key);
+        let mut phys = exts.iter().flat_map(|e| e.phys..e.end());
+        let placed: Vec<(u64, u64)> = unplaced
+            .iter()
+            .map(|&lp| (lp, phys.next().expect("allocated exactly enough")))
+            .collect();
+        for &(lp, p) in &placed {
+            sh.dirty.get_mut(&lp).expect("dirty").phys = Some(p);
         }
-        // One Map per run of consecutive logical and device pages.
+        // One Map per run of consecutive logical and device pages. The shadow's extents
+        // stay as they are: the dirty pages answer for these pages from now on.
         let mut i = 0;
-        while i < unplaced.len() {
-            let lp = unplaced[i];
-            let phys = self.dirty[&(key.clone(), lp)].phys.expect("placed");
+        while i < placed.len() {
+            let (lp, p) = placed[i];
             let mut n = 1u32;
-            while i + (n as usize) < unplaced.len()
+            while i + (n as usize) < placed.len()
                 && n < self.max_extent_pages
-                && unplaced[i + n as usize] == lp + u64::from(n)
-                && self.dirty[&(key.clone(), lp + u64::from(n))].phys == Some(phys + u64::from(n))
+                && placed[i + n as usize] == (lp + u64::from(n), p + u64::from(n))
             {
                 n += 1;
             }
-            // Only a page copied on write (cow_eof_page) replaces a mapping.
-            let mut freed = Vec::new();
-            self.obj_mut(key)
-                .map(lp, Extent { phys, pages: n }, &mut freed);
             self.out.deltas.push(Delta::Map {
                 coll: key.coll,
                 name: key.name.clone(),
                 lpage: lp,
-                phys,
+                phys: p,
                 pages: n,
             });
             i += n as usize;
@@ -447,7 +537,7 @@ impl<'a> Planner<'a> {
             } => {
                 let key = ObjKey::new(*coll, name.clone());
                 self.need_obj(&key)?;
-                self.obj_mut(&key).attrs.insert(k.clone(), value.clone());
+                self.body_mut(&key).attrs.insert(k.clone(), value.clone());
                 self.out.deltas.push(Delta::SetAttr {
                     coll: *coll,
                     name: name.clone(),
@@ -458,12 +548,18 @@ impl<'a> Planner<'a> {
             TxnOp::RmAttr { coll, name, key: k } => {
                 let key = ObjKey::new(*coll, name.clone());
                 self.need_obj(&key)?;
-                if self.obj_mut(&key).attrs.remove(k).is_none() {
+                let has = self
+                    .shadow(&key)
+                    .live
+                    .as_ref()
+                    .is_some_and(|l| l.body.attrs.contains_key(k));
+                if !has {
                     return Err(StoreError::NoSuchAttr {
                         key,
                         attr: String::from_utf8_lossy(k).into_owned(),
                     });
                 }
+                self.body_mut(&key).attrs.remove(k);
                 self.out.deltas.push(Delta::RmAttr {
                     coll: *coll,
                     name: name.clone(),
@@ -474,7 +570,7 @@ impl<'a> Planner<'a> {
                 let key = ObjKey::new(*coll, name.clone());
                 self.need_obj(&key)?;
                 for (k, v) in pairs {
-                    self.obj_mut(&key).omap.insert(k.clone(), v.clone());
+                    self.body_mut(&key).omap.insert(k.clone(), v.clone());
                     self.out.deltas.push(Delta::OmapSet {
                         coll: *coll,
                         name: name.clone(),
@@ -487,7 +583,7 @@ impl<'a> Planner<'a> {
                 let key = ObjKey::new(*coll, name.clone());
                 self.need_obj(&key)?;
                 for k in keys {
-                    self.obj_mut(&key).omap.remove(k);
+                    self.body_mut(&key).omap.remove(k);
                     self.out.deltas.push(Delta::OmapRm {
                         coll: *coll,
                         name: name.clone(),
@@ -539,15 +635,16 @@ impl<'a> Planner<'a> {
         let first = offset / PAGE;
         let end = (offset + len).div_ceil(PAGE);
         let sums = self.table.sums();
-        self.obj(key);
-        let obj = self.shadow[key].as_ref().expect("checked");
-        let dirty = &self.dirty;
-        let torn: Vec<u64> = obj
+        let sh = self.shadow(key);
+        let live = sh.live.as_ref().expect("checked");
+        let dirty = &sh.dirty;
+        let torn: Vec<u64> = live
+            .body
             .segments(first, end - first)
             .filter_map(|s| s.phys.map(|p| (s.lpage, p, s.pages)))
             .flat_map(|(lp, p, n)| (0..n).map(move |i| (lp + i, p + i)))
             .filter(|&(_, p)| sums.in_intent(p))
-            .filter(|&(lp, _)| !dirty.contains_key(&(key.clone(), lp)))
+            .filter(|&(lp, _)| !dirty.contains_key(&lp))
             .map(|(_, p)| p)
             .collect();
         for p in torn {
@@ -572,19 +669,19 @@ impl<'a> Planner<'a> {
             .objects(coll)
             .map(|it| {
                 it.filter(|(name, _)| {
-                    !matches!(
-                        self.shadow.get(&ObjKey::new(coll, name.to_vec())),
-                        Some(None)
-                    )
+                    !self
+                        .objs
+                        .get(&ObjKey::new(coll, name.to_vec()))
+                        .is_some_and(|s| s.live.is_none())
                 })
                 .count()
             })
             .unwrap_or(0);
         let created = self
-            .shadow
+            .objs
             .iter()
-            .filter(|(k, v)| {
-                k.coll == coll && v.is_some() && self.table.object(coll, &k.name).is_none()
+            .filter(|(k, s)| {
+                k.coll == coll && s.live.is_some() && self.table.object(coll, &k.name).is_none()
             })
             .count();
         committed + created
@@ -596,7 +693,7 @@ impl<'a> Planner<'a> {
         }
         let end = offset + data.len() as u64;
         self.cow_eof_page(key, end);
-        if offset > self.obj(key).map_or(0, |o| o.size) {
+        if offset > self.size(key) {
             self.zero_eof_tail(key);
         }
         for lpage in offset / PAGE..=(end - 1) / PAGE {
@@ -604,11 +701,11 @@ impl<'a> Planner<'a> {
             let lo = offset.max(start) - start;
             let hi = end.min(start + PAGE) - start;
             let src = (start + lo - offset) as usize..(start + hi - offset) as usize;
-            let d = self.page_mut(key, lpage, lo == 0 && hi == PAGE);
-            d.data[lo as usize..hi as usize].copy_from_slice(&data[src]);
+            let page = self.page_mut(key, lpage, lo == 0 && hi == PAGE);
+            page[lo as usize..hi as usize].copy_from_slice(&data[src]);
         }
         self.place_fresh(key)?;
-        let size = self.obj(key).map_or(0, |o| o.size).max(end);
+        let size = self.size(key).max(end);
         self.set_size(key, size);
         Ok(())
     }
@@ -619,7 +716,7 @@ impl<'a> Planner<'a> {
         }
         let end = offset + len;
         self.cow_eof_page(key, end);
-        if offset > self.obj(key).map_or(0, |o| o.size) {
+        if offset > self.size(key) {
             self.zero_eof_tail(key);
         }
         let first_whole = offset.div_ceil(PAGE);
@@ -627,23 +724,23 @@ impl<'a> Planner<'a> {
         for lpage in [offset / PAGE, (end - 1) / PAGE] {
             let start = lpage * PAGE;
             let whole = start >= offset && start + PAGE <= end;
-            if !whole && self.has_page(key, lpage) {
+            if !whole && self.shadow(key).has_page(lpage) {
                 let lo = (offset.max(start) - start) as usize;
                 let hi = (end.min(start + PAGE) - start) as usize;
-                self.page_mut(key, lpage, false).data[lo..hi].fill(0);
+                self.page_mut(key, lpage, false)[lo..hi].fill(0);
             }
         }
         if end_whole > first_whole {
             self.unmap(key, first_whole, end_whole - first_whole);
         }
         self.place_fresh(key)?;
-        let size = self.obj(key).map_or(0, |o| o.size).max(end);
+        let size = self.size(key).max(end);
         self.set_size(key, size);
         Ok(())
     }
 
     fn truncate(&mut self, key: &ObjKey, size: u64) -> Result<(), StoreError> {
-        let old = self.obj(key).map_or(0, |o| o.size);
+        let old = self.size(key);
         if size < old {
             let first_gone = size.div_ceil(PAGE);
             self.unmap(key, first_gone, u64::MAX - first_gone);
@@ -657,12 +754,9 @@ impl<'a> Planner<'a> {
     }
 
     fn remove(&mut self, key: &ObjKey) {
-        let range = (key.clone(), 0)..=(key.clone(), u64::MAX);
-        let gone: Vec<_> = self.dirty.range(range).map(|(k, _)| k.clone()).collect();
-        for k in gone {
-            self.dirty.remove(&k);
-        }
-        self.shadow.insert(key.clone(), None);
+        let sh = self.shadow(key);
+        sh.dirty.clear();
+        sh.live = None;
         self.out.deltas.push(Delta::Remove {
             coll: key.coll,
             name: key.name.clone(),
@@ -676,21 +770,21 @@ impl<'a> Planner<'a> {
         if len == 0 {
             return out;
         }
-        let size = self.obj(key).map_or(0, |o| o.size);
-        let end = (offset + len).min(size);
+        let end = (offset + len).min(self.size(key));
         if offset >= end {
             return out;
         }
+        let sh = shadow_of(&mut self.objs, self.table, key);
         for lpage in offset / PAGE..=(end - 1) / PAGE {
             let start = lpage * PAGE;
-            let lo = offset.max(start) - start;
-            let hi = end.min(start + PAGE) - start;
-            let dst = (start + lo - offset) as usize..(start + hi - offset) as usize;
-            if let Some(d) = self.dirty.get(&(key.clone(), lpage)) {
-                out[dst].copy_from_slice(&d.data[lo as usize..hi as usize]);
-            } else if let Some(p) = self.obj(key).and_then(|o| phys_of(o, lpage)) {
+            let lo = (offset.max(start) - start) as usize;
+            let hi = (end.min(start + PAGE) - start) as usize;
+            let dst = (start + lo as u64 - offset) as usize..(start + hi as u64 - offset) as usize;
+            if let Some(d) = sh.dirty.get(&lpage) {
+                out[dst].copy_from_slice(&self.arena[d.at + lo..d.at + hi]);
+            } else if let Some(p) = sh.committed_phys(lpage) {
                 match self.pages.get(&p) {
-                    Some(old) => out[dst].copy_from_slice(&old[lo as usize..hi as usize]),
+                    Some(old) => out[dst].copy_from_slice(&old[lo..hi]),
                     None => self.missing.push(p),
                 }
             }
@@ -699,24 +793,33 @@ impl<'a> Planner<'a> {
     }
 
     fn clone_object(&mut self, src: &ObjKey, dst: &ObjKey) -> Result<(), StoreError> {
-        let s = self.obj(src).expect("checked").clone();
-        let data_pages = s.extents.values().map(|e| u64::from(e.pages)).sum::<u64>()
-            + self
-                .dirty
-                .range((src.clone(), 0)..=(src.clone(), u64::MAX))
-                .filter(|(_, d)| d.fresh)
-                .count() as u64;
-        if data_pages * PAGE > MAX_TXN_DATA_BYTES {
+        let sh = self.shadow(src);
+        let live = sh.live.as_ref().expect("checked");
+        let size = live.size;
+        let attrs = live.body.attrs.clone();
+        let omap = live.body.omap.clone();
+        // Every page with data: mapped in the source, or dirty in this transaction.
+        let mut lpages: Vec<u64> = live
+            .body
+            .extents
+            .iter()
+            .flat_map(|(&lp, e)| lp..lp + u64::from(e.pages))
+            .chain(sh.dirty.keys().copied())
+            .filter(|lp| lp * PAGE < size)
+            .collect();
+        lpages.sort_unstable();
+        lpages.dedup();
+        let data_bytes = lpages.len() as u64 * PAGE;
+        if data_bytes > MAX_TXN_DATA_BYTES {
             return Err(StoreError::InvalidTxn(format!(
-                "clone of {} bytes of data exceeds the {MAX_TXN_DATA_BYTES}-byte transaction limit",
-                data_pages * PAGE
+                "clone of {data_bytes} bytes of data exceeds the {MAX_TXN_DATA_BYTES}-byte transaction limit"
             )));
         }
-        if self.obj(dst).is_some() {
+        if self.exists(dst) {
             self.remove(dst);
         }
         self.ensure_obj(dst)?;
-        for (k, v) in &s.attrs {
+        for (k, v) in &attrs {
             self.out.deltas.push(Delta::SetAttr {
                 coll: dst.coll,
                 name: dst.name.clone(),
@@ -724,7 +827,7 @@ impl<'a> Planner<'a> {
                 value: v.clone(),
             });
         }
-        for (k, v) in &s.omap {
+        for (k, v) in &omap {
             self.out.deltas.push(Delta::OmapSet {
                 coll: dst.coll,
                 name: dst.name.clone(),
@@ -733,31 +836,16 @@ impl<'a> Planner<'a> {
             });
         }
         {
-            let d = self.obj_mut(dst);
-            d.attrs = s.attrs.clone();
-            d.omap = s.omap.clone();
+            let d = self.body_mut(dst);
+            d.attrs = attrs;
+            d.omap = omap;
         }
-        // Every page with data: mapped in the source, or dirty in this transaction.
-        let mut lpages: Vec<u64> = s
-            .extents
-            .iter()
-            .flat_map(|(&lp, e)| lp..lp + u64::from(e.pages))
-            .chain(
-                self.dirty
-                    .range((src.clone(), 0)..=(src.clone(), u64::MAX))
-                    .map(|((_, lp), _)| *lp),
-            )
-            .filter(|lp| lp * PAGE < s.size)
-            .collect();
-        lpages.sort_unstable();
-        lpages.dedup();
         for lp in lpages {
             let bytes = self.read_shadow(src, lp * PAGE, PAGE);
-            let d = self.page_mut(dst, lp, true);
-            d.data.copy_from_slice(&bytes);
+            self.page_mut(dst, lp, true).copy_from_slice(&bytes);
         }
         self.place_fresh(dst)?;
-        self.set_size(dst, s.size);
+        self.set_size(dst, size);
         Ok(())
     }
 }
