@@ -669,10 +669,9 @@ impl<'a> Planner<'a> {
             .objects(coll)
             .map(|it| {
                 it.filter(|(name, _)| {
-                    !self
-                        .objs
+                    self.objs
                         .get(&ObjKey::new(coll, name.to_vec()))
-                        .is_some_and(|s| s.live.is_none())
+                        .is_none_or(|s| s.live.is_some())
                 })
                 .count()
             })
