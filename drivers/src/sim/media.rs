@@ -28,7 +28,7 @@ pub(crate) struct Pending {
     pub(crate) lba: u64,
     pub(crate) blocks: u64,
     /// Contents of the range before this write.
-    pub(crate) prior: Box<[u8]>,
+    pub(crate) prior: Vec<u8>,
     /// When the command completes (device time).
     pub(crate) completes_at_ns: u64,
     /// Durable on completion: FUA, or no volatile cache.
@@ -67,7 +67,13 @@ pub(crate) struct Media {
     inflight: Vec<(u64, u64)>,
     flushes: Vec<PendingFlush>,
     cache_bytes: u64,
+    /// Buffers of dropped entries' priors, for the next writes (a simulated command should
+    /// not cost an allocation).
+    spare: Vec<Vec<u8>>,
 }
+
+/// Most buffers kept in [`Media::spare`].
+const SPARE_PRIORS: usize = 256;
 
 impl Media {
     pub(crate) fn new(current: Vec<u8>, block_size: usize, cache_bytes: u64) -> Self {
@@ -80,6 +86,7 @@ impl Media {
             pending_bytes: 0,
             flushes: Vec::new(),
             cache_bytes,
+            spare: Vec::new(),
         }
     }
 
@@ -125,7 +132,9 @@ impl Media {
         durable_on_completion: bool,
     ) {
         let r = self.range(lba, blocks);
-        let prior: Box<[u8]> = self.current[r.clone()].into();
+        let mut prior = self.spare.pop().unwrap_or_default();
+        prior.clear();
+        prior.extend_from_slice(&self.current[r.clone()]);
         match data {
             Some(d) => self.current[r].copy_from_slice(d),
             None => self.current[r].fill(0),
@@ -214,7 +223,10 @@ impl Media {
         match self.pending.front() {
             Some(p) if p.durable => {
                 self.pending_bytes -= p.prior.len() as u64;
-                self.pending.pop_front();
+                let p = self.pending.pop_front().expect("front exists");
+                if self.spare.len() < SPARE_PRIORS {
+                    self.spare.push(p.prior);
+                }
                 self.front_seq += 1;
                 true
             }
