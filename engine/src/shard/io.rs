@@ -3,7 +3,7 @@
 //! Every command gets an *issue number* (monotonic per shard). The oldest issue number still
 //! in flight gates the reuse of freed pages (docs/format.md §5 rule 4).
 
-use std::collections::BTreeSet;
+use std::collections::VecDeque;
 
 use keel_drivers::{Command, DmaPool, DriverError, QueuePair};
 use slab::Slab;
@@ -48,7 +48,11 @@ pub(crate) struct IoRec {
 #[derive(Default)]
 pub(crate) struct IoTable {
     recs: Slab<IoRec>,
-    inflight: BTreeSet<u64>,
+    /// Issue numbers from the oldest in flight up to the newest given out: whether each is
+    /// still in flight. Finished ones at the front are dropped, so the front is the oldest
+    /// in flight (issue `first`), in O(1).
+    window: VecDeque<bool>,
+    first: u64,
     next_issue: u64,
 }
 
@@ -64,8 +68,11 @@ impl IoTable {
         let key = self.recs.insert(IoRec { owner, issue });
         match qp.submit(key as u64, cmd) {
             Ok(()) => {
+                if self.window.is_empty() {
+                    self.first = issue;
+                }
                 self.next_issue += 1;
-                self.inflight.insert(issue);
+                self.window.push_back(true);
                 Ok(())
             }
             Err(rejected) => {
@@ -78,7 +85,11 @@ impl IoTable {
     /// Forgets a finished command; returns its owner.
     pub(crate) fn finish(&mut self, tag: u64) -> Owner {
         let rec = self.recs.remove(tag as usize);
-        self.inflight.remove(&rec.issue);
+        self.window[(rec.issue - self.first) as usize] = false;
+        while self.window.front() == Some(&false) {
+            self.window.pop_front();
+            self.first += 1;
+        }
         rec.owner
     }
 
@@ -89,11 +100,15 @@ impl IoTable {
 
     /// The oldest issue number in flight, or `u64::MAX` when idle.
     pub(crate) fn oldest_inflight(&self) -> u64 {
-        self.inflight.first().copied().unwrap_or(u64::MAX)
+        if self.window.is_empty() {
+            u64::MAX
+        } else {
+            self.first
+        }
     }
 
     pub(crate) fn is_idle(&self) -> bool {
-        self.inflight.is_empty()
+        self.window.is_empty()
     }
 }
 
@@ -160,5 +175,57 @@ impl ChunkedWrite {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use keel_drivers::null::NullDevice;
+    use keel_drivers::{BlockDevice, QpairOptions};
+
+    use super::*;
+
+    #[test]
+    fn oldest_in_flight_follows_out_of_order_finishes() {
+        let dev = NullDevice::new(512, 1 << 20).expect("null device");
+        let mut qp = dev.open_qpair(&QpairOptions::depth(64)).expect("qpair");
+        let mut io = IoTable::default();
+        assert_eq!(io.oldest_inflight(), u64::MAX);
+        assert!(io.is_idle());
+        let mut tags = Vec::new();
+        for _ in 0..4 {
+            io.submit(&mut qp, Owner::Job(JobKind::Ckpt), Command::Flush)
+                .expect("submit");
+        }
+        qp.kick().expect("kick");
+        qp.poll(16, &mut |c| tags.push(c.tag));
+        assert_eq!(tags.len(), 4);
+        // Issues 0..4 are in flight; finish 2, then 0, then 3, then 1.
+        let issue_of = |io: &IoTable, t: u64| io.recs[t as usize].issue;
+        let by_issue: Vec<u64> = (0..4)
+            .map(|i| *tags.iter().find(|&&t| issue_of(&io, t) == i).expect("tag"))
+            .collect();
+        assert_eq!(io.oldest_inflight(), 0);
+        io.finish(by_issue[2]);
+        assert_eq!(io.oldest_inflight(), 0);
+        io.finish(by_issue[0]);
+        assert_eq!(io.oldest_inflight(), 1);
+        io.finish(by_issue[3]);
+        assert_eq!(io.oldest_inflight(), 1);
+        io.submit(&mut qp, Owner::Job(JobKind::Ckpt), Command::Flush)
+            .expect("submit");
+        assert_eq!(io.mark(), 5);
+        io.finish(by_issue[1]);
+        assert_eq!(io.oldest_inflight(), 4, "issue 4 is still in flight");
+        let mut last = Vec::new();
+        qp.kick().expect("kick");
+        qp.poll(16, &mut |c| last.push(c.tag));
+        io.finish(last[0]);
+        assert_eq!(io.oldest_inflight(), u64::MAX);
+        assert!(io.is_idle());
+        // After idling, the window starts again at the next issue number.
+        io.submit(&mut qp, Owner::Job(JobKind::Ckpt), Command::Flush)
+            .expect("submit");
+        assert_eq!(io.oldest_inflight(), 5);
     }
 }
