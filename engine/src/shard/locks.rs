@@ -22,23 +22,24 @@ pub(crate) struct LockSet {
 
 impl LockSet {
     pub(crate) fn of(txn: &Transaction) -> LockSet {
-        let mut objects: HashSet<ObjKey> = HashSet::new();
-        let mut colls: HashMap<CollId, bool> = HashMap::new();
+        let mut objects: Vec<ObjKey> = Vec::new();
+        let mut colls: Vec<(CollId, bool)> = Vec::new();
         for op in txn.ops() {
             match op {
-                TxnOp::MkColl { coll } | TxnOp::RmColl { coll } => {
-                    colls.insert(*coll, true);
-                }
+                TxnOp::MkColl { coll } | TxnOp::RmColl { coll } => colls.push((*coll, true)),
                 other => {
-                    colls.entry(other.coll()).or_insert(false);
+                    colls.push((other.coll(), false));
                     objects.extend(other.objects());
                 }
             }
         }
-        let mut objects: Vec<_> = objects.into_iter().collect();
-        objects.sort();
-        let mut colls: Vec<_> = colls.into_iter().collect();
-        colls.sort();
+        objects.sort_unstable();
+        objects.dedup();
+        // Exclusive sorts after shared: keep the last of each collection.
+        colls.sort_unstable();
+        colls.reverse();
+        colls.dedup_by_key(|(c, _)| *c);
+        colls.reverse();
         LockSet { objects, colls }
     }
 
@@ -114,5 +115,46 @@ impl Locks {
 
     pub(crate) fn is_empty(&self) -> bool {
         self.objects.is_empty() && self.colls.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lock_set_dedups_objects_and_keeps_exclusive_collections() {
+        let mut t = Transaction::new();
+        t.write(2, "b", 0, vec![1u8; 8])
+            .write(2, "a", 0, vec![1u8; 8])
+            .setattr(2, "b", "k", "v")
+            .mkcoll(3)
+            .touch(3, "x")
+            .touch(1, "y");
+        let set = LockSet::of(&t);
+        let names: Vec<(CollId, &[u8])> =
+            set.objects.iter().map(|k| (k.coll, &k.name[..])).collect();
+        assert_eq!(
+            names,
+            vec![
+                (1, &b"y"[..]),
+                (2, &b"a"[..]),
+                (2, &b"b"[..]),
+                (3, &b"x"[..])
+            ]
+        );
+        assert_eq!(set.colls, vec![(1, false), (2, false), (3, true)]);
+
+        // An exclusive holder excludes a shared one, and the other way round.
+        let mut locks = Locks::default();
+        locks.acquire(&set);
+        let mut other = Transaction::new();
+        other.touch(3, "z");
+        assert!(!locks.available(&LockSet::of(&other)));
+        let mut shared = Transaction::new();
+        shared.touch(2, "c");
+        assert!(locks.available(&LockSet::of(&shared)));
+        locks.release(&set);
+        assert!(locks.is_empty());
     }
 }

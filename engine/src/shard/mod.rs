@@ -641,8 +641,7 @@ impl<Q: QueuePair> Shard<Q> {
             let sets: Vec<&LockSet> = ahead.iter().map(|s| &self.txns[*s].locks).collect();
             if self.locks.may_start(&self.txns[slot].locks, &sets) {
                 self.queued.remove(i);
-                let set = self.txns[slot].locks.clone();
-                self.locks.acquire(&set);
+                self.locks.acquire(&self.txns[slot].locks);
                 self.plan_txn(slot);
                 started = true;
             } else {
