@@ -169,7 +169,10 @@ impl<'a> Planner<'a> {
             objs: BTreeMap::new(),
             colls: HashMap::new(),
             arena: Vec::new(),
-            out: Planned::default(),
+            out: Planned {
+                deltas: Vec::with_capacity(8),
+                ..Planned::default()
+            },
             missing: Vec::new(),
         }
     }
@@ -214,7 +217,15 @@ impl<'a> Planner<'a> {
             .collect();
         pages.sort_unstable_by_key(|p| p.0);
         let out = &mut self.out;
-        out.data.reserve_exact(pages.len() * PG);
+        // Usually the arena already holds the pages in device order, one after the other
+        // (pages are allocated in the order they are written): then it is the data.
+        let in_order = pages.iter().enumerate().all(|(i, p)| p.2 == i * PG);
+        if in_order {
+            self.arena.truncate(pages.len() * PG);
+            out.data = std::mem::take(&mut self.arena);
+        } else {
+            out.data.reserve_exact(pages.len() * PG);
+        }
         for (phys, fresh, at) in pages {
             if fresh {
                 out.fresh_pages += 1;
@@ -229,7 +240,9 @@ impl<'a> Planner<'a> {
                 Some(r) if r.phys + r.pages as u64 == phys => r.pages += 1,
                 _ => out.runs.push(PlannedRun { phys, pages: 1 }),
             }
-            out.data.extend_from_slice(&self.arena[at..at + PG]);
+            if !in_order {
+                out.data.extend_from_slice(&self.arena[at..at + PG]);
+            }
         }
         // The sums of every page written, after the maps that place them.
         let mut sums = Vec::new();
