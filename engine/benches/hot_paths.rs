@@ -165,6 +165,58 @@ fn planning(c: &mut Criterion) {
             BatchSize::SmallInput,
         )
     });
+    // A 4 KiB write into a hole of an object mapped as 1024 separate extents: the plan's
+    // cost should not grow with the object's extent map (it is not copied).
+    let big = b"fragmented".to_vec();
+    let apply = |table: &mut MetaTable, d: Delta| {
+        table.apply(&d, &mut Vec::new()).expect("apply");
+    };
+    apply(
+        &mut table,
+        Delta::Create {
+            coll: 1,
+            name: big.clone(),
+        },
+    );
+    for k in 0..1024u64 {
+        apply(
+            &mut table,
+            Delta::Map {
+                coll: 1,
+                name: big.clone(),
+                lpage: 2 * k,
+                phys: 1000 + 3 * k,
+                pages: 1,
+            },
+        );
+    }
+    apply(
+        &mut table,
+        Delta::SetSize {
+            coll: 1,
+            name: big.clone(),
+            size: 2048 * 4096,
+        },
+    );
+    let mut alloc = Allocator::new(10_000, 1 << 20);
+    let mut k = 0u64;
+    g.bench_function("write_4k_hole_of_1024_extent_object", |b| {
+        b.iter_batched(
+            || {
+                k += 1;
+                let mut t = Transaction::new();
+                t.write(
+                    1,
+                    big.clone(),
+                    (2 * (k % 1024) + 1) * 4096,
+                    vec![0x5a; 4096],
+                );
+                t
+            },
+            |t| hot_paths::plan(&table, &mut alloc, &t).expect("plan"),
+            BatchSize::SmallInput,
+        )
+    });
     g.finish();
 }
 
