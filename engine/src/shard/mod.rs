@@ -319,6 +319,13 @@ pub struct Shard<Q: QueuePair> {
     pub(crate) overwriting: HashMap<u64, u32>,
     reads: Slab<ReadSlot>,
     completions: VecDeque<(TxnId, Result<()>)>,
+    /// `journal.durable_seq` when this turn began. A turn's end makes reusable only the
+    /// pages freed by batches durable before it: the pages freed by the commits of this
+    /// turn wait for the next turn's end, so a turn that acknowledges transactions does not
+    /// also spend on the free map before the client sees them (at queue depth 1 the next
+    /// turn's end comes while its writes are in flight). Planning that runs out of space
+    /// releases them at once.
+    frees_upto_seq: u64,
     next_txn: TxnId,
     pub(crate) stats: ShardStats,
     pub(crate) failed: Option<String>,
@@ -456,6 +463,7 @@ impl<Q: QueuePair> Shard<Q> {
 
     /// Reaps the completions of both queue pairs.
     pub(crate) fn poll_qpairs(&mut self) -> bool {
+        self.frees_upto_seq = self.journal.durable_seq;
         self.reap()
     }
 
@@ -478,7 +486,7 @@ impl<Q: QueuePair> Shard<Q> {
     /// Ends a turn: gated frees, and pushes what the turn queued to the device.
     pub(crate) fn poll_end(&mut self) {
         self.alloc
-            .advance(self.journal.durable_seq, self.io.oldest_inflight());
+            .advance(self.frees_upto_seq, self.io.oldest_inflight());
         if let Err(e) = self.data_qp.kick().and_then(|_| self.journal_qp.kick()) {
             self.fail(format!("submitting to the device: {e}"));
         }
@@ -655,7 +663,18 @@ impl<Q: QueuePair> Shard<Q> {
     fn plan_txn(&mut self, slot: usize) {
         let max_ext = self.max_extent_pages();
         let t = &mut self.txns[slot];
-        let outcome = Planner::new(&self.table, &mut self.alloc, &t.pages, max_ext).plan(&t.txn);
+        let mut outcome =
+            Planner::new(&self.table, &mut self.alloc, &t.pages, max_ext).plan(&t.txn);
+        if matches!(outcome, Err(StoreError::NoSpace(_)))
+            && self
+                .alloc
+                .advance(self.journal.durable_seq, self.io.oldest_inflight())
+                > 0
+        {
+            // Pages freed by this turn's commits were still waiting: plan again with them.
+            let t = &mut self.txns[slot];
+            outcome = Planner::new(&self.table, &mut self.alloc, &t.pages, max_ext).plan(&t.txn);
+        }
         match outcome {
             Err(e) => self.finish_txn(slot, Err(e)),
             Ok(PlanOutcome::NeedPages(pages)) => self.prefetch(slot, pages),

@@ -427,6 +427,7 @@ impl<Q: QueuePair> Shard<Q> {
             overwriting: HashMap::new(),
             reads: Slab::new(),
             completions: VecDeque::new(),
+            frees_upto_seq: seq - 1,
             next_txn: 1,
             stats: ShardStats::default(),
             failed: None,
