@@ -57,6 +57,7 @@
 //! way) are [`NvmeError`]s inside `DriverError::Io`/`Open`; get them back with
 //! [`NvmeError::of`]. Faults can be injected with [`NvmeDevice::inject`].
 
+pub mod bind;
 pub mod cmd;
 mod ctrlr;
 pub mod error;
