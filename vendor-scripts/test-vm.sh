@@ -320,12 +320,12 @@ guest_spec() {
   APPEND=""
   STEPS="tests bench-nvme"
   case "$name" in
-    default) STEPS="tests bench-nvme bench-kernel" ;;
+    default) STEPS="tests bench-nvme bench-kernel compare" ;;
     lba4k) nvme_opts=",logical_block_size=4096,physical_block_size=4096" ;;
     mdts) nvme_opts=",mdts=2,max_ioqpairs=2" ;; # 16 KiB transfers, 2 I/O queue pairs
     wt-off) nvme_opts=",write-cache=off" ;;     # VWC reported absent
     vfio)
-      STEPS="vfio tests bench-nvme"
+      STEPS="vfio tests bench-nvme compare"
       APPEND="intel_iommu=on"
       ;;
     setup)
@@ -472,7 +472,8 @@ for line in open(sys.argv[1], errors="replace"):
             rows[(m.group(1), m.group(2))] = json.loads(m.group(3))
         except ValueError:
             pass
-if not rows:
+cmp = rows.pop(("compare", "report"), None)
+if not rows and not cmp:
     sys.exit(0)
 print("default guest, 4 KiB, same emulated controller (TCG: compare ratios, not absolutes)")
 print(f"{'run':<30}{'nvme IOPS':>11}{'kernel IOPS':>13}{'ratio':>7}"
@@ -488,6 +489,12 @@ for k in keys:
     rc = f"{uc / cc:.2f}" if uc and cc else "-"
     print(f"{k:<30}{fmt(ui, ',.0f'):>11}{fmt(ci, ',.0f'):>13}{ri:>7}"
           f"{fmt(uc, '.1f'):>16}{fmt(cc, '.1f'):>18}{rc:>7}")
+if cmp:
+    print(f"keel-bench compare --pci (randwrite qd {cmp['qd']}, one run, the controller moved "
+          "between userspace and the kernel by compare)")
+    for r in cmp["rows"]:
+        print(f"  {r['contender']:<28}{r['path']:<7}{fmt(r['iops'], ',.0f'):>11}"
+              f"  ÷ kernel {fmt(r.get('ratio_to_kernel'), '.2f')}")
 EOF
 }
 

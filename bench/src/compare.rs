@@ -14,6 +14,14 @@
 //! The engine only writes: with `--workload randread` it is left out. fio's psync engine
 //! has no queue depth (it runs at QD1), so on psync the ratio compares Keel's psync driver
 //! at --qd with fio at QD1 — the table says so.
+//!
+//! With `--pci ADDR` (an NVMe controller, root) the same command compares Keel's userspace
+//! NVMe driver with the kernel on that one controller: the `nvme` path runs Keel raw and
+//! engine on the userspace driver, the kernel paths run on the controller's first namespace
+//! through the kernel's nvme driver, and before each contender compare moves the controller
+//! to the side it needs (`keel_drivers::nvme::bind`), giving it back to whoever held it at
+//! the end. Each `nvme` row is also reported as a ratio to the same contender on the first
+//! kernel path (÷ kernel). This is how the QEMU guest matrix runs it (docs/test-vm.md).
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -23,6 +31,9 @@ use serde::Serialize;
 
 use crate::cli::{parse_command, parse_size, parse_size_u32, Command};
 use crate::error::BenchError;
+use keel_drivers::nvme::bind;
+use keel_drivers::nvme::pci;
+
 use crate::fio::{self, FioJob};
 use crate::report::median;
 use crate::{engine, raw};
@@ -31,9 +42,16 @@ use crate::{engine, raw};
 #[derive(Debug, Args)]
 pub struct CompareArgs {
     /// File or block device (its contents are overwritten). A file is created at --size
-    /// and written once in full, so that reads hit data.
+    /// and written once in full, so that reads hit data. Required, except with --pci.
+    #[arg(long, required_unless_present = "pci", conflicts_with = "pci")]
+    pub path: Option<PathBuf>,
+
+    /// An NVMe controller's PCI address (0000:00:04.0): adds the `nvme` path (Keel's
+    /// userspace driver) and runs the kernel paths on the controller's first namespace
+    /// through the kernel's nvme driver, moving the controller between the two before each
+    /// contender. Needs root, and the nvme module (and vfio-pci with an IOMMU) loaded.
     #[arg(long)]
-    pub path: PathBuf,
+    pub pci: Option<String>,
 
     /// Bytes of the file the runs use (and the engine formats).
     #[arg(long, default_value = "1g", value_parser = parse_size)]
@@ -100,6 +118,8 @@ pub enum ComparePath {
     Uring,
     /// pread/pwrite (Keel's psync driver; fio's psync engine, which has no queue depth).
     Psync,
+    /// Keel's userspace NVMe driver on the --pci controller (no kernel, no fio).
+    Nvme,
 }
 
 impl ComparePath {
@@ -108,7 +128,12 @@ impl ComparePath {
         match self {
             ComparePath::Uring => "uring",
             ComparePath::Psync => "psync",
+            ComparePath::Nvme => "nvme",
         }
+    }
+
+    fn kernel(self) -> bool {
+        self != ComparePath::Nvme
     }
 }
 
@@ -129,6 +154,16 @@ impl CompareArgs {
         }
         if self.paths.is_empty() {
             return Err("--paths needs at least one path".into());
+        }
+        let nvme = self.paths.contains(&ComparePath::Nvme);
+        match (&self.pci, nvme) {
+            (None, true) => return Err("the nvme path needs --pci".into()),
+            (Some(pci), false) => {
+                return Err(format!(
+                    "--pci {pci} without the nvme path in --paths: nothing would run on it"
+                ))
+            }
+            _ => {}
         }
         Ok(())
     }
@@ -158,6 +193,9 @@ pub struct Row {
     /// IOPS ÷ fio's with an fdatasync every --qd writes on the same path: a baseline with
     /// the durability a store's acknowledgement carries (randwrite only).
     pub ratio_to_fio_fdatasync: Option<f64>,
+    /// `nvme` rows (with --pci): IOPS ÷ the same contender's on the first kernel path, on
+    /// the same controller.
+    pub ratio_to_kernel: Option<f64>,
 }
 
 /// What compare ran and found.
@@ -165,7 +203,7 @@ pub struct Row {
 pub struct CompareReport {
     /// Which benchmark: "compare".
     pub bench: &'static str,
-    /// The file or device.
+    /// The file or device, or with --pci the controller ("pci 0000:00:04.0").
     pub path: String,
     /// Bytes covered.
     pub size: u64,
@@ -206,14 +244,8 @@ enum Kind {
 fn contenders(args: &CompareArgs, with_fio: bool) -> Vec<Contender> {
     let mut v = Vec::new();
     for &p in &args.paths {
-        let device = vec![
-            "--driver".to_owned(),
-            p.as_str().to_owned(),
-            "--path".into(),
-            args.path.display().to_string(),
-            "--size".into(),
-            args.size.to_string(),
-            "--bs".into(),
+        let common = [
+            "--bs".to_owned(),
             args.bs.to_string(),
             "--qd".into(),
             args.qd.to_string(),
@@ -221,7 +253,7 @@ fn contenders(args: &CompareArgs, with_fio: bool) -> Vec<Contender> {
             args.seconds.to_string(),
         ];
         let mut raw = vec!["raw".to_owned()];
-        raw.extend(device.iter().cloned());
+        raw.extend(common.iter().cloned());
         raw.extend(["--workload".into(), args.workload.as_str().into()]);
         v.push(Contender {
             name: "keel raw".into(),
@@ -232,7 +264,7 @@ fn contenders(args: &CompareArgs, with_fio: bool) -> Vec<Contender> {
         if args.workload == CompareWorkload::Randwrite {
             for mode in ["metadata-only", "full"] {
                 let mut e = vec!["engine".to_owned()];
-                e.extend(device.iter().cloned());
+                e.extend(common.iter().cloned());
                 e.extend([
                     "--mode".into(),
                     mode.into(),
@@ -247,7 +279,7 @@ fn contenders(args: &CompareArgs, with_fio: bool) -> Vec<Contender> {
                 });
             }
         }
-        if with_fio {
+        if with_fio && p.kernel() {
             let qd = if p == ComparePath::Psync { 1 } else { args.qd };
             v.push(Contender {
                 name: "fio".into(),
@@ -268,6 +300,23 @@ fn contenders(args: &CompareArgs, with_fio: bool) -> Vec<Contender> {
     v
 }
 
+/// Where one contender runs: a file or block device (kernel paths), or a controller.
+enum Target {
+    Path(PathBuf),
+    Pci(String),
+}
+
+/// A Keel contender's device arguments for `path` on `target`.
+fn device_args(args: &CompareArgs, path: ComparePath, target: &Target) -> Vec<String> {
+    let mut v = vec!["--driver".to_owned(), path.as_str().to_owned()];
+    match target {
+        Target::Path(p) => v.extend(["--path".into(), p.display().to_string()]),
+        Target::Pci(a) => v.extend(["--pci".into(), a.clone()]),
+    }
+    v.extend(["--size".into(), args.size.to_string()]);
+    v
+}
+
 fn parse(argv: &[String]) -> Result<Command, BenchError> {
     parse_command(argv).map_err(|message| BenchError::Tool {
         tool: "keel-bench",
@@ -275,32 +324,40 @@ fn parse(argv: &[String]) -> Result<Command, BenchError> {
     })
 }
 
-fn run_once(args: &CompareArgs, c: &Contender) -> Result<Sample, BenchError> {
+fn run_once(args: &CompareArgs, c: &Contender, target: &Target) -> Result<Sample, BenchError> {
+    let with_device = |argv: &[String]| {
+        let mut v = argv.to_vec();
+        v.extend(device_args(args, c.path, target));
+        parse(&v)
+    };
     match &c.kind {
         Kind::Raw(argv) => {
-            let Command::Raw(a) = parse(argv)? else {
+            let Command::Raw(a) = with_device(argv)? else {
                 unreachable!("raw arguments")
             };
             let r = raw::run(&a)?;
             Ok([r.iops, r.lat_us.p50, r.lat_us.p99, r.cpu_us_per_op])
         }
         Kind::Engine(argv) => {
-            let Command::Engine(a) = parse(argv)? else {
+            let Command::Engine(a) = with_device(argv)? else {
                 unreachable!("engine arguments")
             };
             let r = engine::run(&a)?;
             Ok([r.iops, r.lat_us.p50, r.lat_us.p99, r.cpu_us_per_op])
         }
         Kind::Fio(fdatasync) => {
+            let Target::Path(path) = target else {
+                unreachable!("fio runs on kernel paths only")
+            };
             let r = FioJob {
-                path: &args.path,
+                path,
                 size: args.size,
                 rw: args.workload.as_str(),
                 bs: args.bs,
                 qd: c.qd,
                 ioengine: match c.path {
                     ComparePath::Uring => "io_uring",
-                    ComparePath::Psync => "psync",
+                    _ => "psync",
                 },
                 seconds: args.seconds,
                 fdatasync: *fdatasync,
@@ -336,28 +393,88 @@ fn prepare(path: &Path, size: u64) -> Result<(), BenchError> {
     f.sync_all().map_err(|e| err("sync", e))
 }
 
+/// With --pci: moves the controller to the side each contender needs, and back to the
+/// kernel or userspace (whichever held it) when dropped.
+struct Controller {
+    addr: String,
+    was_kernel: bool,
+}
+
+impl Controller {
+    fn take(addr: &str) -> Result<Controller, BenchError> {
+        let addr = pci::find(addr).map_err(pci_err)?;
+        Ok(Controller {
+            was_kernel: pci::bound_driver(&addr).as_deref() == Some("nvme"),
+            addr,
+        })
+    }
+
+    fn target(&self, path: ComparePath) -> Result<Target, BenchError> {
+        let err = pci_err;
+        if path.kernel() {
+            Ok(Target::Path(bind::to_kernel(&self.addr).map_err(err)?))
+        } else {
+            bind::to_userspace(&self.addr).map_err(err)?;
+            Ok(Target::Pci(self.addr.clone()))
+        }
+    }
+}
+
+impl Drop for Controller {
+    fn drop(&mut self) {
+        let back = if self.was_kernel {
+            bind::to_kernel(&self.addr).map(|_| ())
+        } else {
+            bind::to_userspace(&self.addr).map(|_| ())
+        };
+        if let Err(e) = back {
+            eprintln!("compare: could not give {} back: {e}", self.addr);
+        }
+    }
+}
+
+fn pci_err(e: keel_drivers::nvme::NvmeError) -> BenchError {
+    BenchError::Tool {
+        tool: "compare --pci",
+        message: e.to_string(),
+    }
+}
+
 /// Runs every contender `--rounds` times and reports medians.
 pub fn run(args: &CompareArgs) -> Result<CompareReport, BenchError> {
     let with_fio = !args.no_fio && fio::available();
     if !args.no_fio && !with_fio {
         eprintln!("compare: fio is not installed (apt-get install fio): Keel only, no ratios");
     }
-    prepare(&args.path, args.size)?;
+    let ctrl = args.pci.as_deref().map(Controller::take).transpose()?;
+    if let Some(path) = &args.path {
+        prepare(path, args.size)?;
+    }
     let cs = contenders(args, with_fio);
     let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); cs.len()];
     for round in 0..args.rounds {
         for (i, c) in cs.iter().enumerate() {
+            let target = match (&ctrl, &args.path) {
+                (Some(ctrl), _) => ctrl.target(c.path)?,
+                (None, Some(p)) => Target::Path(p.clone()),
+                (None, None) => unreachable!("clap requires --path without --pci"),
+            };
+            let on = match &target {
+                Target::Path(p) => p.display().to_string(),
+                Target::Pci(a) => a.clone(),
+            };
             eprintln!(
-                "compare: round {}/{} {} {} qd {}",
+                "compare: round {}/{} {} {} qd {} on {on}",
                 round + 1,
                 args.rounds,
                 c.name,
                 c.path.as_str(),
                 c.qd
             );
-            samples[i].push(run_once(args, c)?);
+            samples[i].push(run_once(args, c, &target)?);
         }
     }
+    drop(ctrl);
     let mut rows: Vec<Row> = cs
         .iter()
         .zip(&samples)
@@ -374,30 +491,18 @@ pub fn run(args: &CompareArgs) -> Result<CompareReport, BenchError> {
                 cpu_us_per_op: col(3),
                 ratio_to_fio: None,
                 ratio_to_fio_fdatasync: None,
+                ratio_to_kernel: None,
             }
         })
         .collect();
-    // fio's IOPS per path, plain and with fdatasync, by contender kind.
-    let baseline = |durable: bool| -> Vec<(String, f64)> {
-        cs.iter()
-            .zip(&rows)
-            .filter(|(c, _)| matches!(c.kind, Kind::Fio(sync) if sync.is_some() == durable))
-            .map(|(_, r)| (r.path.clone(), r.iops))
-            .collect()
-    };
-    let (plain, durable) = (baseline(false), baseline(true));
-    let ratio = |base: &[(String, f64)], r: &Row| {
-        base.iter()
-            .find(|(p, _)| *p == r.path)
-            .and_then(|(_, f)| (*f > 0.0).then(|| r.iops / f))
-    };
-    for r in &mut rows {
-        r.ratio_to_fio = ratio(&plain, r);
-        r.ratio_to_fio_fdatasync = ratio(&durable, r);
-    }
+    add_ratios(&cs, &mut rows);
     Ok(CompareReport {
         bench: "compare",
-        path: args.path.display().to_string(),
+        path: match (&args.pci, &args.path) {
+            (Some(a), _) => format!("pci {a}"),
+            (None, Some(p)) => p.display().to_string(),
+            (None, None) => String::new(),
+        },
         size: args.size,
         workload: args.workload.as_str(),
         bs: args.bs,
@@ -409,14 +514,51 @@ pub fn run(args: &CompareArgs) -> Result<CompareReport, BenchError> {
     })
 }
 
+/// Each row's ratios: to fio (plain and with fdatasync) on its path, and for `nvme` rows
+/// to the same contender on the first kernel path.
+fn add_ratios(cs: &[Contender], rows: &mut [Row]) {
+    // fio's IOPS per path, plain and with fdatasync, by contender kind.
+    let baseline = |durable: bool| -> Vec<(String, f64)> {
+        cs.iter()
+            .zip(rows.iter())
+            .filter(|(c, _)| matches!(c.kind, Kind::Fio(sync) if sync.is_some() == durable))
+            .map(|(_, r)| (r.path.clone(), r.iops))
+            .collect()
+    };
+    let (plain, durable) = (baseline(false), baseline(true));
+    let ratio = |base: &[(String, f64)], r: &Row| {
+        base.iter()
+            .find(|(p, _)| *p == r.path)
+            .and_then(|(_, f)| (*f > 0.0).then(|| r.iops / f))
+    };
+    let kernel_path = cs.iter().map(|c| c.path).find(|p| p.kernel());
+    let kernel: Vec<(String, f64)> = rows
+        .iter()
+        .filter(|r| Some(r.path.as_str()) == kernel_path.map(ComparePath::as_str))
+        .map(|r| (r.contender.clone(), r.iops))
+        .collect();
+    for r in rows.iter_mut() {
+        r.ratio_to_fio = ratio(&plain, r);
+        r.ratio_to_fio_fdatasync = ratio(&durable, r);
+        if r.path == ComparePath::Nvme.as_str() {
+            r.ratio_to_kernel = kernel
+                .iter()
+                .find(|(c, _)| *c == r.contender)
+                .and_then(|(_, k)| (*k > 0.0).then(|| r.iops / k));
+        }
+    }
+}
+
 /// The report for people.
 pub fn table(r: &CompareReport) -> String {
     let mut out = format!(
         "{} {} bs {} qd {} on {}: median of {} round(s) of {} s\n",
         r.workload, "", r.bs, r.qd, r.path, r.rounds, r.seconds
     );
+    let kernel = r.rows.iter().any(|x| x.ratio_to_kernel.is_some());
+    let opt = |x: Option<f64>| x.map_or_else(|| "-".to_owned(), |x| format!("{x:.2}"));
     out.push_str(&format!(
-        "{:<27} {:<6} {:>4} {:>10} {:>21} {:>9} {:>9} {:>9} {:>8} {:>10}\n",
+        "{:<27} {:<6} {:>4} {:>10} {:>21} {:>9} {:>9} {:>9} {:>8} {:>10}{}\n",
         "contender",
         "path",
         "qd",
@@ -426,7 +568,8 @@ pub fn table(r: &CompareReport) -> String {
         "p99 µs",
         "cpu µs/op",
         "÷ fio",
-        "÷ fio+sync"
+        "÷ fio+sync",
+        if kernel { "   ÷ kernel" } else { "" }
     ));
     for row in &r.rows {
         let lo = row
@@ -436,7 +579,7 @@ pub fn table(r: &CompareReport) -> String {
             .fold(f64::INFINITY, f64::min);
         let hi = row.iops_rounds.iter().copied().fold(0.0, f64::max);
         out.push_str(&format!(
-            "{:<27} {:<6} {:>4} {:>10.0} {:>21} {:>9.1} {:>9.1} {:>9.2} {:>8} {:>10}\n",
+            "{:<27} {:<6} {:>4} {:>10.0} {:>21} {:>9.1} {:>9.1} {:>9.2} {:>8} {:>10}{}\n",
             row.contender,
             row.path,
             row.qd,
@@ -445,10 +588,13 @@ pub fn table(r: &CompareReport) -> String {
             row.p50_us,
             row.p99_us,
             row.cpu_us_per_op,
-            row.ratio_to_fio
-                .map_or_else(|| "-".to_owned(), |x| format!("{x:.2}")),
-            row.ratio_to_fio_fdatasync
-                .map_or_else(|| "-".to_owned(), |x| format!("{x:.2}")),
+            opt(row.ratio_to_fio),
+            opt(row.ratio_to_fio_fdatasync),
+            if kernel {
+                format!(" {:>10}", opt(row.ratio_to_kernel))
+            } else {
+                String::new()
+            },
         ));
     }
     if r.rows
@@ -456,6 +602,11 @@ pub fn table(r: &CompareReport) -> String {
         .any(|x| x.contender == "fio" && x.path == "psync")
     {
         out.push_str("fio's psync engine has no queue depth: it ran at QD1.\n");
+    }
+    if kernel {
+        out.push_str(
+            "÷ kernel: an nvme row's IOPS over the same contender's on the kernel path, on the same controller.\n",
+        );
     }
     out
 }
@@ -496,14 +647,116 @@ mod tests {
             ]
         );
         assert_eq!(cs.last().unwrap().qd, 1, "fio psync has no queue depth");
-        // Every Keel contender's arguments parse as its subcommand.
+        // Every Keel contender's arguments, with its device's, parse as its subcommand.
+        let a = args(&[]);
+        let target = Target::Path("/tmp/x".into());
         for c in &cs {
+            let with = |argv: &[String]| {
+                let mut v = argv.to_vec();
+                v.extend(device_args(&a, c.path, &target));
+                parse(&v).unwrap()
+            };
             match &c.kind {
-                Kind::Raw(a) => assert!(matches!(parse(a).unwrap(), Command::Raw(_))),
-                Kind::Engine(a) => assert!(matches!(parse(a).unwrap(), Command::Engine(_))),
+                Kind::Raw(v) => assert!(matches!(with(v), Command::Raw(_))),
+                Kind::Engine(v) => assert!(matches!(with(v), Command::Engine(_))),
                 Kind::Fio(_) => {}
             }
         }
+    }
+
+    fn pci_args(extra: &[&str]) -> Result<CompareArgs, String> {
+        let mut argv = vec!["compare".to_owned()];
+        argv.extend(extra.iter().map(|s| s.to_string()));
+        match parse_command(&argv)? {
+            Command::Compare(a) => Ok(a),
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn pci_adds_the_userspace_path_without_fio_and_needs_no_path() {
+        let a = pci_args(&["--pci", "0000:00:04.0", "--paths", "nvme,uring"]).unwrap();
+        let cs = contenders(&a, true);
+        let names: Vec<String> = cs
+            .iter()
+            .map(|c| format!("{} {}", c.name, c.path.as_str()))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "keel raw nvme",
+                "keel engine metadata-only nvme",
+                "keel engine full nvme",
+                "keel raw uring",
+                "keel engine metadata-only uring",
+                "keel engine full uring",
+                "fio uring",
+                "fio fdatasync/32 uring",
+            ]
+        );
+        let target = Target::Pci("0000:00:04.0".into());
+        let Kind::Engine(v) = &cs[1].kind else {
+            panic!("engine")
+        };
+        let mut v = v.clone();
+        v.extend(device_args(&a, ComparePath::Nvme, &target));
+        let Command::Engine(e) = parse(&v).unwrap() else {
+            panic!("engine")
+        };
+        assert_eq!(e.device.pci.as_deref(), Some("0000:00:04.0"));
+    }
+
+    #[test]
+    fn pci_and_the_nvme_path_go_together_and_exclude_path() {
+        let e = pci_args(&["--path", "/tmp/x", "--paths", "nvme"]).unwrap_err();
+        assert!(e.contains("the nvme path needs --pci"), "{e}");
+        let e = pci_args(&["--pci", "0000:00:04.0"]).unwrap_err();
+        assert!(e.contains("without the nvme path"), "{e}");
+        let e =
+            pci_args(&["--pci", "0000:00:04.0", "--paths", "nvme", "--path", "/x"]).unwrap_err();
+        assert!(e.contains("cannot be used with"), "{e}");
+        let e = pci_args(&["--paths", "uring"]).unwrap_err();
+        assert!(e.contains("--path"), "{e}");
+    }
+
+    #[test]
+    fn an_nvme_row_is_a_ratio_to_the_same_contender_on_the_kernel_path() {
+        let a = pci_args(&["--pci", "0000:00:04.0", "--paths", "nvme,uring"]).unwrap();
+        let cs = contenders(&a, false);
+        let mut rows: Vec<Row> = cs
+            .iter()
+            .enumerate()
+            .map(|(i, c)| Row {
+                contender: c.name.clone(),
+                path: c.path.as_str().into(),
+                qd: c.qd,
+                iops_rounds: vec![],
+                // nvme rows 300, 400, 500; uring rows 100, 200, 0.
+                iops: [300.0, 400.0, 500.0, 100.0, 200.0, 0.0][i],
+                p50_us: 0.0,
+                p99_us: 0.0,
+                cpu_us_per_op: 0.0,
+                ratio_to_fio: None,
+                ratio_to_fio_fdatasync: None,
+                ratio_to_kernel: None,
+            })
+            .collect();
+        add_ratios(&cs, &mut rows);
+        let got: Vec<Option<f64>> = rows.iter().map(|r| r.ratio_to_kernel).collect();
+        assert_eq!(got, [Some(3.0), Some(2.0), None, None, None, None]);
+        assert!(table(&CompareReport {
+            bench: "compare",
+            path: "pci 0000:00:04.0".into(),
+            size: 1,
+            workload: "randwrite",
+            bs: 4096,
+            qd: 32,
+            seconds: 1.0,
+            rounds: 1,
+            fio: false,
+            rows,
+        })
+        .contains("÷ kernel"));
     }
 
     #[test]

@@ -171,6 +171,35 @@ step_bench_kernel() {
   fi
 }
 
+# step_compare: `keel-bench compare --pci` on the first controller: Keel raw and engine on
+# the userspace driver against the same on the guest kernel's nvme driver and io_uring,
+# compare itself moving the controller between the two before each run. Passes when every
+# nvme row has its ratio to the kernel row.
+step_compare() {
+  if [ "$NVME_DRIVER" != yes ]; then
+    result compare "$MISSING_VERDICT" "keel-bench has no --driver nvme (drivers/src/nvme not landed)"
+    return
+  fi
+  if ! insmod_list /keel/modules-nvme.list; then
+    result compare FAIL "could not load the nvme modules"
+    return
+  fi
+  dev=$(nvme_devices | head -n 1)
+  if ! run_quiet /tmp/compare.log /keel/keel-bench compare --pci "$dev" --paths nvme,uring \
+    --size "$BENCH_SPAN" --seconds "$BENCH_SECONDS" --rounds 1 --no-fio --json; then
+    result compare FAIL "keel-bench compare --pci $dev failed"
+    return
+  fi
+  json=$(grep '^{' /tmp/compare.log | tail -n 1)
+  marker JSON compare report "$json"
+  ratios=$(echo "$json" | grep -o '"ratio_to_kernel":[0-9]' | wc -l)
+  if [ "$ratios" -eq 3 ]; then
+    result compare PASS "compare --pci $dev: nvme and kernel uring on one controller, 3 ratios (now on $(basename "$(readlink "/sys/bus/pci/devices/$dev/driver" 2>/dev/null || echo none)"))"
+  else
+    result compare FAIL "compare --pci $dev reported $ratios of 3 nvme ÷ kernel ratios"
+  fi
+}
+
 # step_setup: vendor-scripts/setup.sh config / status / reset on the emulated controller,
 # with the kernel nvme driver bound first (as on a real host), then DRIVER_OVERRIDE=none.
 step_setup() {
