@@ -218,7 +218,8 @@ pub struct DeviceArgs {
     pub sim_parallelism: u32,
 
     /// sim: the atomic write unit for power failure the device reports, in blocks (NVMe
-    /// AWUPF + 1). A store's overwrite that fits in it commits in parallel, with no intent.
+    /// AWUPF + 1), and honours at a power cut. A store's overwrite that fits in it is never
+    /// torn (it still takes the intent-first path).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     pub sim_atomic_write_blocks: u32,
 
@@ -511,15 +512,15 @@ pub struct EngineArgs {
     #[arg(long)]
     pub max_batch_wait_us: Option<u32>,
 
-    /// Parallel commit (metadata-only): a transaction that writes only fresh pages, or
-    /// overwrites within the device's atomic write unit, writes its journal record at the
-    /// same time as its data, one device round trip instead of two.
+    /// Parallel commit (metadata-only): a transaction that writes only fresh pages writes
+    /// its journal record at the same time as its data, one device round trip instead of
+    /// two.
     #[arg(long, value_enum, default_value_t = Switch::On)]
     pub parallel_commit: Switch,
 
-    /// Overwrite intents (metadata-only): before rewriting mapped pages in place (beyond
-    /// the atomic write unit), a journal record opens an intent, one more ordered journal
-    /// write, so that a torn overwrite is told from corruption after a power cut.
+    /// Overwrite intents (metadata-only): before rewriting mapped pages in place, a journal
+    /// record opens an intent, one more ordered journal write, so that a torn overwrite is
+    /// told from corruption after a power cut.
     #[arg(long, value_enum, default_value_t = Switch::On)]
     pub intents: Switch,
 

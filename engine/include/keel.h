@@ -288,10 +288,9 @@ struct keel_opts {
      */
     uint32_t overwrite_intents;
     /**
-     * Parallel commit: a `KEEL_MODE_METADATA_ONLY` transaction writing fresh pages (or
-     * overwriting within the device's atomic write unit) writes its journal record at the
-     * same time as its data, with the data's checksums: one device round trip instead of
-     * two. `KEEL_OPT_DEFAULT` (on), `KEEL_OPT_ON` or `KEEL_OPT_OFF`; any other value is
+     * Parallel commit: a `KEEL_MODE_METADATA_ONLY` transaction writing only fresh pages
+     * writes its journal record at the same time as its data, with the data's checksums:
+     * one device round trip instead of two (overwrites never do). `KEEL_OPT_DEFAULT` (on), `KEEL_OPT_ON` or `KEEL_OPT_OFF`; any other value is
      * `-EINVAL`. Optional (not in version 1).
      */
     uint32_t parallel_commit;

@@ -91,9 +91,10 @@ pub struct ShardConfig {
     /// place (one more ordered journal write for such a transaction), so that after a power
     /// cut a torn overwrite is told from corruption (docs/integrity.md). Default on.
     pub overwrite_intents: bool,
-    /// Write the record of a metadata-only transaction into fresh pages (or of an overwrite
-    /// within the device's atomic write unit) at the same time as its data, with the
-    /// data's sums: one device round trip instead of two. Default on.
+    /// Write the record of a metadata-only transaction that writes only fresh pages at the
+    /// same time as its data, with the data's sums: one device round trip instead of two.
+    /// Overwrites never commit this way, not even within the device's atomic write unit (a
+    /// lost record with landed data would leave new bytes under old sums). Default on.
     pub parallel_commit: bool,
 }
 
