@@ -168,7 +168,7 @@ pub struct IntegrityCounts {
 const SIM_BLOCKS: u64 = 32 << 11; // 32 MiB of 512-byte blocks
 
 /// One cycle in three runs on a device whose atomic write unit is one page (8 blocks of
-/// 512 bytes): single-page overwrites then take the parallel path and must never tear.
+/// 512 bytes): single-page overwrites (still intent first) must then never tear.
 fn atomic_cycle(seed: u64) -> bool {
     seed % 3 == 0
 }
