@@ -514,13 +514,14 @@ pub struct EngineArgs {
 
     /// Parallel commit (metadata-only): a transaction that writes only fresh pages writes
     /// its journal record at the same time as its data, one device round trip instead of
-    /// two.
+    /// two. Only with --intents on.
     #[arg(long, value_enum, default_value_t = Switch::On)]
     pub parallel_commit: Switch,
 
     /// Overwrite intents (metadata-only): before rewriting mapped pages in place, a journal
     /// record opens an intent, one more ordered journal write, so that a torn overwrite is
-    /// told from corruption after a power cut.
+    /// told from corruption after a power cut. Off, every transaction is serial (parallel
+    /// commit needs intents).
     #[arg(long, value_enum, default_value_t = Switch::On)]
     pub intents: Switch,
 

@@ -290,7 +290,8 @@ struct keel_opts {
     /**
      * Parallel commit: a `KEEL_MODE_METADATA_ONLY` transaction writing only fresh pages
      * writes its journal record at the same time as its data, with the data's checksums:
-     * one device round trip instead of two (overwrites never do). `KEEL_OPT_DEFAULT` (on), `KEEL_OPT_ON` or `KEEL_OPT_OFF`; any other value is
+     * one device round trip instead of two (overwrites never do). Only with overwrite
+     * intents on: without them every transaction is serial. `KEEL_OPT_DEFAULT` (on), `KEEL_OPT_ON` or `KEEL_OPT_OFF`; any other value is
      * `-EINVAL`. Optional (not in version 1).
      */
     uint32_t parallel_commit;

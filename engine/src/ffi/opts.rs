@@ -151,7 +151,8 @@ pub struct keel_opts {
     pub overwrite_intents: u32,
     /// Parallel commit: a `KEEL_MODE_METADATA_ONLY` transaction writing only fresh pages
     /// writes its journal record at the same time as its data, with the data's checksums:
-    /// one device round trip instead of two (overwrites never do). `KEEL_OPT_DEFAULT` (on), `KEEL_OPT_ON` or `KEEL_OPT_OFF`; any other value is
+    /// one device round trip instead of two (overwrites never do). Only with overwrite
+    /// intents on: without them every transaction is serial. `KEEL_OPT_DEFAULT` (on), `KEEL_OPT_ON` or `KEEL_OPT_OFF`; any other value is
     /// `-EINVAL`. Optional (not in version 1).
     pub parallel_commit: u32,
     /// Background scrub (a core list given): pages per second each reactor reads and

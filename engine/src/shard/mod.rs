@@ -89,12 +89,14 @@ pub struct ShardConfig {
     pub data_fua: bool,
     /// Record an overwrite intent before a metadata-only transaction rewrites mapped pages in
     /// place (one more ordered journal write for such a transaction), so that after a power
-    /// cut a torn overwrite is told from corruption (docs/integrity.md). Default on.
+    /// cut a torn overwrite is told from corruption (docs/integrity.md). Default on. Off,
+    /// every metadata-only transaction is serial: parallel commit needs intents.
     pub overwrite_intents: bool,
     /// Write the record of a metadata-only transaction that writes only fresh pages at the
     /// same time as its data, with the data's sums: one device round trip instead of two.
     /// Overwrites never commit this way, not even within the device's atomic write unit (a
-    /// lost record with landed data would leave new bytes under old sums). Default on.
+    /// lost record with landed data would leave new bytes under old sums). Needs
+    /// `overwrite_intents` (docs/integrity.md §2). Default on.
     pub parallel_commit: bool,
 }
 

@@ -13,7 +13,8 @@
 //!   intents: the record, with the new sums, is durable *before* the data write starts, so
 //!   it is the overwrite's intent. It closes when a later batch header confirms it (or a
 //!   checkpoint covers it).
-//! - **Serial** otherwise, and for every transaction without data.
+//! - **Serial** otherwise, for every transaction without data, and for every transaction
+//!   of a store without overwrite intents (see [`Shard::commit_path`]).
 //!
 //! Both Parallel and IntentFirst records are flagged `verify`: until a later batch header
 //! confirms them, replay reads the pages they name. All of them hold the new bytes: the
@@ -54,16 +55,23 @@ impl CommitPath {
 
 impl<Q: QueuePair> Shard<Q> {
     /// The path of a metadata-only transaction that writes data.
+    ///
+    /// Without overwrite intents every transaction is serial, parallel commit or not: a
+    /// serial overwrite writes its data in place *before* its record, so it could overwrite
+    /// the pages of a parallel record that no batch header on media confirms yet; replay
+    /// would then find that record's data gone and drop an acknowledged transaction. (An
+    /// intent-first overwrite's data waits for its own batch, whose header confirms every
+    /// record committed before it.) The crash explorer found this.
     pub(crate) fn commit_path(&self, p: &Planned) -> CommitPath {
         match (
             p.overwrite_pages,
             self.cfg.parallel_commit,
             self.cfg.overwrite_intents,
         ) {
-            (0, true, _) => CommitPath::Parallel,
-            (0, false, _) => CommitPath::Serial,
-            (_, _, true) => CommitPath::IntentFirst,
             (_, _, false) => CommitPath::Serial,
+            (0, true, true) => CommitPath::Parallel,
+            (0, false, true) => CommitPath::Serial,
+            (_, _, true) => CommitPath::IntentFirst,
         }
     }
 
