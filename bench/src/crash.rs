@@ -71,8 +71,13 @@ pub struct IntegritySummary {
     pub clean: u64,
     /// Torn-overwrite pages (caller-owned).
     pub torn: u64,
-    /// Pages failing their sums outside intents (each a violation).
+    /// Pages failing their sums outside intents, with intents on (each a violation).
     pub corrupt: u64,
+    /// Cycles whose store kept no overwrite intents.
+    pub intents_off_cycles: u64,
+    /// Pages failing their sums in those cycles (interrupted overwrites, each checked by
+    /// the oracle).
+    pub corrupt_intents_off: u64,
     /// Cycles on a device with a one-page atomic write unit.
     pub atomic_cycles: u64,
     /// Torn pages in those cycles.
@@ -92,6 +97,8 @@ impl From<&IntegrityCounts> for IntegritySummary {
             clean: c.clean,
             torn: c.torn,
             corrupt: c.corrupt,
+            intents_off_cycles: c.intents_off_cycles,
+            corrupt_intents_off: c.corrupt_intents_off,
             atomic_cycles: c.atomic_cycles,
             torn_in_atomic_cycles: c.torn_in_atomic_cycles,
             unconfirmed_checked: c.unconfirmed_checked,
@@ -183,6 +190,12 @@ impl CrashSummary {
             out,
             "scrub after recovery: {} pages, {} clean, {} torn (caller-owned), {} corrupt",
             i.pages, i.clean, i.torn, i.corrupt
+        );
+        let _ = writeln!(
+            out,
+            "intents-off cycles {} (interrupted overwrites read as corruption there, each \
+             checked by the oracle: {} pages)",
+            i.intents_off_cycles, i.corrupt_intents_off
         );
         let _ = writeln!(
             out,

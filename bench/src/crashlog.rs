@@ -739,7 +739,7 @@ fn verify(
     let mut read_err = None;
     let verdict = {
         let st = &mut store;
-        let mut actual = |k: &ObjKey| Actual::observe(st, k, &mut read_err);
+        let mut actual = |k: &ObjKey| Actual::observe(st, k, false, &mut read_err);
         oracle.check(&keys, &colls, &mut actual, |c| colls_now.contains(&c))
     };
     p.problems.extend(read_err);

@@ -424,6 +424,24 @@ impl<D: BlockDevice> Store<D> {
         Ok(o.phys_of(offset / crate::types::PAGE))
     }
 
+    /// The bytes of an object's logical page `lpage` as they are on the device, unchecked
+    /// (`None`: a hole). For the crash explorer's observer, which must see what an
+    /// interrupted overwrite left where a store without overwrite intents reports
+    /// corruption.
+    pub(crate) fn read_page_unchecked(
+        &mut self,
+        coll: CollId,
+        name: &[u8],
+        lpage: u64,
+    ) -> Result<Option<Vec<u8>>> {
+        let s = self.shard_of(coll);
+        let Some(phys) = self.shards[s].object(coll, name)?.phys_of(lpage) else {
+            return Ok(None);
+        };
+        let key = crate::types::ObjKey::new(coll, name.to_vec());
+        self.shards[s].read_raw(&[(key, lpage, phys)]).map(Some)
+    }
+
     /// An object's size and counts.
     pub fn stat(&self, coll: CollId, name: &[u8]) -> Result<ObjStat> {
         let o = self.shards[self.shard_of(coll)].object(coll, name)?;

@@ -67,6 +67,13 @@ fn explore_shards(mode: JournalMode, shards: u32, cycles_var: &str, default_cycl
             "no unconfirmed record was dropped: {i:?}"
         );
         assert!(i.atomic_cycles > 0, "{i:?}");
+        // Without intents, interrupted overwrites read as corruption, each checked by the
+        // oracle: the cuts must have left some.
+        assert!(i.intents_off_cycles > 0, "{i:?}");
+        assert!(
+            i.corrupt_intents_off > 0,
+            "no interrupted overwrite was left in an intents-off cycle: {i:?}"
+        );
     }
 }
 

@@ -149,9 +149,16 @@ pub struct IntegrityCounts {
     /// Pages of torn overwrites (inside intents the cut left open): caller-owned, then
     /// acknowledged by the observer and checked by the oracle.
     pub torn: u64,
-    /// Pages that failed their sums outside any intent: each one is a violation (a false
-    /// corruption report, since the explorer injects no corruption).
+    /// Pages that failed their sums outside any intent, in cycles with overwrite intents:
+    /// each one is a violation (a false corruption report, since the explorer injects no
+    /// corruption).
     pub corrupt: u64,
+    /// Cycles whose store kept no overwrite intents.
+    pub intents_off_cycles: u64,
+    /// Pages that failed their sums in those cycles: an overwrite the cut interrupted reads
+    /// as corruption there. The oracle checks each one: a later, unacknowledged candidate
+    /// rewrites it, and every block holds old or new bytes.
+    pub corrupt_intents_off: u64,
     /// Cycles whose device reported and honoured an atomic write unit of one page.
     pub atomic_cycles: u64,
     /// Torn pages found in those cycles (only multi-page overwrites may tear there).
@@ -192,8 +199,15 @@ fn sim_cfg(cfg: &CrashConfig, seed: u64, clock: SimClock, atomic: bool) -> SimCo
     c
 }
 
-fn shard_cfg() -> ShardConfig {
+/// One cycle in five runs a store without overwrite intents: an interrupted overwrite then
+/// reads as corruption, which the oracle checks instead of failing on it.
+fn intents_off_cycle(seed: u64) -> bool {
+    seed % 5 == 3
+}
+
+fn shard_cfg(intents: bool) -> ShardConfig {
     ShardConfig {
+        overwrite_intents: intents,
         io_bufs: 96,
         io_buf_bytes: 64 << 10,
         journal_bufs: 16,
@@ -402,6 +416,8 @@ fn run_cycle(cfg: &CrashConfig, cycle: u64, rep: &mut CrashReport) {
     let clock = SimClock::discrete();
     let atomic = atomic_cycle(seed);
     rep.integrity.atomic_cycles += u64::from(atomic);
+    let intents_off = intents_off_cycle(seed);
+    rep.integrity.intents_off_cycles += u64::from(intents_off);
     let dev = SimDevice::new(sim_cfg(cfg, seed, clock.clone(), atomic)).expect("sim config");
     let mut mk = MkfsOptions::new(cfg.mode);
     mk.journal_bytes = 256 << 10;
@@ -409,7 +425,7 @@ fn run_cycle(cfg: &CrashConfig, cycle: u64, rep: &mut CrashReport) {
     mk.uuid = Some([7; 16]);
     mk.shards = cfg.shards.max(1);
     Store::mkfs(&dev, &mk).expect("mkfs");
-    let opened = Store::open(dev.clone(), shard_cfg()).expect("open");
+    let opened = Store::open(dev.clone(), shard_cfg(!intents_off)).expect("open");
     let store = if cfg.shards > 1 {
         Target::Reactors {
             engine: Engine::from_store(opened, ReactorConfig::stepped()).expect("reactors"),
@@ -516,7 +532,7 @@ fn run_cycle(cfg: &CrashConfig, cycle: u64, rep: &mut CrashReport) {
             nth: rng.u64(1..6),
             status: NvmeStatus::INTERNAL_ERROR,
         });
-        match Store::open(dev2.clone(), shard_cfg()) {
+        match Store::open(dev2.clone(), shard_cfg(!intents_off)) {
             Ok(s) => {
                 drop(s);
                 dev2.clear_faults();
@@ -532,7 +548,7 @@ fn run_cycle(cfg: &CrashConfig, cycle: u64, rep: &mut CrashReport) {
         dev2 = SimDevice::from_image(sim_cfg(cfg, seed ^ 3, SimClock::discrete(), atomic), image2)
             .expect("image");
     }
-    let mut store = match Store::open(dev2, shard_cfg()) {
+    let mut store = match Store::open(dev2, shard_cfg(!intents_off)) {
         Ok(s) => s,
         Err(e) => return fail(rep, format!("recovery failed: {e}")),
     };
@@ -550,11 +566,16 @@ fn run_cycle(cfg: &CrashConfig, cycle: u64, rep: &mut CrashReport) {
             i.pages += s.pages;
             i.clean += s.clean;
             i.torn += s.torn_pages();
-            i.corrupt += s.corrupt_pages();
             if atomic {
                 i.torn_in_atomic_cycles += s.torn_pages();
             }
-            for r in &s.corrupt {
+            if intents_off {
+                // Interrupted overwrites read as corruption: the oracle checks them below.
+                i.corrupt_intents_off += s.corrupt_pages();
+            } else {
+                i.corrupt += s.corrupt_pages();
+            }
+            for r in s.corrupt.iter().filter(|_| !intents_off) {
                 fail(
                     rep,
                     format!(
@@ -608,7 +629,7 @@ fn run_cycle(cfg: &CrashConfig, cycle: u64, rep: &mut CrashReport) {
     let verdict = {
         let st = &mut store;
         let colls_now = st.list_collections();
-        let mut actual = |k: &ObjKey| Actual::observe(st, k, &mut read_err);
+        let mut actual = |k: &ObjKey| Actual::observe(st, k, intents_off, &mut read_err);
         oracle.check(&keys, &colls, &mut actual, |c| colls_now.contains(&c))
     };
     if let Some(e) = read_err {

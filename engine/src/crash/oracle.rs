@@ -12,6 +12,12 @@
 //! A transaction over several objects must be present in all or none: where the matching
 //! prefixes say "present" for one of its objects and "absent" for another, that is a
 //! violation.
+//!
+//! Without overwrite intents (one cycle in five), an overwrite the cut interrupted reads
+//! as corruption rather than as a torn overwrite (docs/integrity.md §4). The observer then
+//! reads such a page as it is on the device, and the oracle accepts it only where a later
+//! candidate rewrites that page, block by block old or new; a corrupt page that no later
+//! candidate touches is a false corruption report, a violation.
 
 use std::collections::BTreeMap;
 
@@ -21,13 +27,16 @@ use super::model::{Model, ModelObject};
 use crate::error::StoreError;
 use crate::store::Store;
 use crate::txn::{Transaction, TxnOp};
-use crate::types::{CollId, JournalMode, ObjKey};
+use crate::types::{CollId, JournalMode, ObjKey, PAGE};
 
 /// What the store holds for one object after recovery.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Actual {
     /// The object, or None if it does not exist.
     pub obj: Option<ModelObject>,
+    /// Logical pages the store reported corrupt, read unchecked instead (only without
+    /// overwrite intents).
+    pub corrupt: Vec<u64>,
 }
 
 impl Actual {
@@ -37,14 +46,20 @@ impl Actual {
     /// A torn overwrite (pages inside an intent left open by the cut) is the caller's: the
     /// observer acknowledges the object's torn pages, as a client would, and reads again;
     /// the oracle then checks those bytes with the torn-overwrite allowance. Corruption is
-    /// never acknowledged: it is an error.
+    /// never acknowledged: it is an error — unless the store keeps no overwrite intents
+    /// (`intents_off`), where an interrupted overwrite reads as corruption: each corrupt
+    /// page is then read unchecked and named in [`Actual::corrupt`] for the oracle.
     pub fn observe<D: BlockDevice>(
         store: &mut Store<D>,
         k: &ObjKey,
+        intents_off: bool,
         read_err: &mut Option<String>,
     ) -> Actual {
         let Ok(stat) = store.stat(k.coll, &k.name) else {
-            return Actual { obj: None };
+            return Actual {
+                obj: None,
+                corrupt: Vec::new(),
+            };
         };
         let read = |store: &mut Store<D>| store.read(k.coll, &k.name, 0, stat.size as usize);
         let mut result = read(store);
@@ -53,6 +68,10 @@ impl Actual {
             ack.acknowledge(k.coll, k.name.clone(), 0, stat.size);
             result = store.submit_sync(ack).and_then(|()| read(store));
         }
+        let mut corrupt = Vec::new();
+        if intents_off && matches!(result, Err(StoreError::DataCorrupt { .. })) {
+            result = read_by_page(store, k, stat.size, &mut corrupt);
+        }
         let data = result.unwrap_or_else(|e| {
             read_err.get_or_insert(format!("{k}: read after recovery: {e}"));
             Vec::new()
@@ -60,8 +79,35 @@ impl Actual {
         let (attrs, omap) = store.attrs_and_omap(k.coll, &k.name).unwrap_or_default();
         Actual {
             obj: Some(ModelObject { data, attrs, omap }),
+            corrupt,
         }
     }
+}
+
+/// Reads an object page by page; a page the store reports corrupt is read unchecked and
+/// its logical page pushed to `corrupt`.
+fn read_by_page<D: BlockDevice>(
+    store: &mut Store<D>,
+    k: &ObjKey,
+    size: u64,
+    corrupt: &mut Vec<u64>,
+) -> Result<Vec<u8>, StoreError> {
+    let mut out = Vec::with_capacity(size as usize);
+    for lp in 0..size.div_ceil(PAGE) {
+        let len = (size - lp * PAGE).min(PAGE) as usize;
+        match store.read(k.coll, &k.name, lp * PAGE, len) {
+            Ok(b) => out.extend_from_slice(&b),
+            Err(StoreError::DataCorrupt { .. }) => {
+                let raw = store
+                    .read_page_unchecked(k.coll, &k.name, lp)?
+                    .unwrap_or_else(|| vec![0; PAGE as usize]);
+                out.extend_from_slice(&raw[..len]);
+                corrupt.push(lp);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(out)
 }
 
 /// One transaction of the crash phase, in submission order.
@@ -100,28 +146,45 @@ fn colls_touched(t: &Transaction) -> Vec<CollId> {
         .collect()
 }
 
-/// Per-block comparison with the MetadataOnly torn-overwrite allowance.
+/// Bytes `[at, at + len)` of a candidate's data, zeroes past its end.
+fn slice_of(c: &ModelObject, at: usize, len: usize) -> Vec<u8> {
+    let mut b = vec![0u8; len];
+    let end = (at + len).min(c.data.len());
+    if at < end {
+        b[..end - at].copy_from_slice(&c.data[at..end]);
+    }
+    b
+}
+
+/// Per-block comparison with the MetadataOnly torn-overwrite allowance. A page in
+/// `corrupt` must also be one that a later candidate rewrites.
 fn data_ok(
     actual: &[u8],
     cands: &[Option<&ModelObject>],
     k: usize,
     block: usize,
     torn_ok: bool,
+    corrupt: &[u64],
 ) -> bool {
     let want = &cands[k].expect("matched metadata exists").data;
     if actual.len() != want.len() {
         return false;
     }
+    let pg = PAGE as usize;
+    let rewritten_later = |lp: u64| {
+        let at = lp as usize * pg;
+        let here = slice_of(cands[k].expect("exists"), at, pg);
+        cands[k + 1..]
+            .iter()
+            .flatten()
+            .any(|c| slice_of(c, at, pg) != here)
+    };
+    if !corrupt.iter().all(|&lp| torn_ok && rewritten_later(lp)) {
+        return false;
+    }
     actual.chunks(block).enumerate().all(|(i, a)| {
         let at = i * block;
-        let same = |c: &ModelObject| {
-            let mut b = vec![0u8; a.len()];
-            let end = (at + a.len()).min(c.data.len());
-            if at < end {
-                b[..end - at].copy_from_slice(&c.data[at..end]);
-            }
-            b == a
-        };
+        let same = |c: &ModelObject| slice_of(c, at, a.len()) == a;
         same(cands[k].expect("exists"))
             || (torn_ok && cands[k + 1..].iter().flatten().any(|c| same(c)))
     })
@@ -208,9 +271,9 @@ impl Oracle<'_> {
             let matches: Vec<usize> = (0..cands.len())
                 .filter(|&k| {
                     meta_eq(&a.obj, cands[k])
-                        && a.obj
-                            .as_ref()
-                            .is_none_or(|o| data_ok(&o.data, &cands, k, self.block, torn_ok))
+                        && a.obj.as_ref().is_none_or(|o| {
+                            data_ok(&o.data, &cands, k, self.block, torn_ok, &a.corrupt)
+                        })
                 })
                 .collect();
             if matches.is_empty() {
@@ -280,5 +343,43 @@ fn describe(o: Option<&ModelObject>) -> String {
             o.attrs.len(),
             o.omap.len()
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn obj(data: Vec<u8>) -> ModelObject {
+        ModelObject {
+            data,
+            attrs: BTreeMap::new(),
+            omap: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn a_corrupt_page_passes_only_where_a_later_candidate_rewrites_it() {
+        let pg = PAGE as usize;
+        let old = obj(vec![1u8; 2 * pg]);
+        // The later, unacknowledged candidate rewrites page 0 only.
+        let mut new_data = vec![1u8; 2 * pg];
+        new_data[..pg].fill(2);
+        let new = obj(new_data);
+        let cands = [Some(&old), Some(&new)];
+        // Page 0 torn: its first block new, the rest old.
+        let mut torn = vec![1u8; 2 * pg];
+        torn[..512].fill(2);
+        assert!(data_ok(&torn, &cands, 0, 512, true, &[0]));
+        // Page 1 reported corrupt although nothing later rewrites it: a false report.
+        assert!(!data_ok(&torn, &cands, 0, 512, true, &[1]));
+        // A block that is neither old nor new.
+        let mut junk = torn.clone();
+        junk[1024] = 9;
+        assert!(!data_ok(&junk, &cands, 0, 512, true, &[0]));
+        // No torn allowance (Full): a corrupt page is never accepted.
+        assert!(!data_ok(&old.data, &cands, 0, 512, false, &[0]));
+        // Nothing corrupt: the plain comparison.
+        assert!(data_ok(&old.data, &cands, 0, 512, true, &[]));
     }
 }

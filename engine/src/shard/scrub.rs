@@ -173,7 +173,7 @@ impl<Q: QueuePair> Shard<Q> {
 
     /// Reads the device pages of `pages` (object, logical page, device page), without
     /// checking them, into one buffer in order.
-    fn read_raw(&mut self, pages: &[(ObjKey, u64, u64)]) -> Result<Vec<u8>> {
+    pub(crate) fn read_raw(&mut self, pages: &[(ObjKey, u64, u64)]) -> Result<Vec<u8>> {
         // Runs of consecutive device pages of one object, one buffer each.
         let per_buf = (self.cfg.io_buf_bytes / PG).max(1) as u64;
         let mut runs: Vec<(usize, u64)> = Vec::new(); // (first index, pages)
