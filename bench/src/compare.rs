@@ -324,22 +324,29 @@ fn parse(argv: &[String]) -> Result<Command, BenchError> {
     })
 }
 
+/// A Keel contender's command (`argv`) on `target`, parsed.
+fn command_on(
+    args: &CompareArgs,
+    c: &Contender,
+    argv: &[String],
+    target: &Target,
+) -> Result<Command, BenchError> {
+    let mut v = argv.to_vec();
+    v.extend(device_args(args, c.path, target));
+    parse(&v)
+}
+
 fn run_once(args: &CompareArgs, c: &Contender, target: &Target) -> Result<Sample, BenchError> {
-    let with_device = |argv: &[String]| {
-        let mut v = argv.to_vec();
-        v.extend(device_args(args, c.path, target));
-        parse(&v)
-    };
     match &c.kind {
         Kind::Raw(argv) => {
-            let Command::Raw(a) = with_device(argv)? else {
+            let Command::Raw(a) = command_on(args, c, argv, target)? else {
                 unreachable!("raw arguments")
             };
             let r = raw::run(&a)?;
             Ok([r.iops, r.lat_us.p50, r.lat_us.p99, r.cpu_us_per_op])
         }
         Kind::Engine(argv) => {
-            let Command::Engine(a) = with_device(argv)? else {
+            let Command::Engine(a) = command_on(args, c, argv, target)? else {
                 unreachable!("engine arguments")
             };
             let r = engine::run(&a)?;
@@ -615,24 +622,33 @@ pub fn table(r: &CompareReport) -> String {
 mod tests {
     use super::*;
 
-    fn args(extra: &[&str]) -> CompareArgs {
-        let mut argv = vec!["compare".to_owned(), "--path".into(), "/tmp/x".into()];
+    fn try_args(extra: &[&str]) -> Result<CompareArgs, String> {
+        let mut argv = vec!["compare".to_owned()];
         argv.extend(extra.iter().map(|s| s.to_string()));
-        match parse_command(&argv).unwrap() {
-            Command::Compare(a) => a,
+        match parse_command(&argv)? {
+            Command::Compare(a) => Ok(a),
             _ => unreachable!(),
         }
+    }
+
+    /// Arguments on the file /tmp/x.
+    fn args(extra: &[&str]) -> CompareArgs {
+        let mut v = vec!["--path", "/tmp/x"];
+        v.extend_from_slice(extra);
+        try_args(&v).unwrap()
+    }
+
+    fn names(cs: &[Contender]) -> Vec<String> {
+        cs.iter()
+            .map(|c| format!("{} {}", c.name, c.path.as_str()))
+            .collect()
     }
 
     #[test]
     fn randwrite_runs_raw_both_engine_modes_and_fio_per_path() {
         let cs = contenders(&args(&[]), true);
-        let names: Vec<String> = cs
-            .iter()
-            .map(|c| format!("{} {}", c.name, c.path.as_str()))
-            .collect();
         assert_eq!(
-            names,
+            names(&cs),
             [
                 "keel raw uring",
                 "keel engine metadata-only uring",
@@ -651,11 +667,7 @@ mod tests {
         let a = args(&[]);
         let target = Target::Path("/tmp/x".into());
         for c in &cs {
-            let with = |argv: &[String]| {
-                let mut v = argv.to_vec();
-                v.extend(device_args(&a, c.path, &target));
-                parse(&v).unwrap()
-            };
+            let with = |argv: &[String]| command_on(&a, c, argv, &target).unwrap();
             match &c.kind {
                 Kind::Raw(v) => assert!(matches!(with(v), Command::Raw(_))),
                 Kind::Engine(v) => assert!(matches!(with(v), Command::Engine(_))),
@@ -664,25 +676,12 @@ mod tests {
         }
     }
 
-    fn pci_args(extra: &[&str]) -> Result<CompareArgs, String> {
-        let mut argv = vec!["compare".to_owned()];
-        argv.extend(extra.iter().map(|s| s.to_string()));
-        match parse_command(&argv)? {
-            Command::Compare(a) => Ok(a),
-            _ => unreachable!(),
-        }
-    }
-
     #[test]
     fn pci_adds_the_userspace_path_without_fio_and_needs_no_path() {
-        let a = pci_args(&["--pci", "0000:00:04.0", "--paths", "nvme,uring"]).unwrap();
+        let a = try_args(&["--pci", "0000:00:04.0", "--paths", "nvme,uring"]).unwrap();
         let cs = contenders(&a, true);
-        let names: Vec<String> = cs
-            .iter()
-            .map(|c| format!("{} {}", c.name, c.path.as_str()))
-            .collect();
         assert_eq!(
-            names,
+            names(&cs),
             [
                 "keel raw nvme",
                 "keel engine metadata-only nvme",
@@ -698,9 +697,7 @@ mod tests {
         let Kind::Engine(v) = &cs[1].kind else {
             panic!("engine")
         };
-        let mut v = v.clone();
-        v.extend(device_args(&a, ComparePath::Nvme, &target));
-        let Command::Engine(e) = parse(&v).unwrap() else {
+        let Command::Engine(e) = command_on(&a, &cs[1], v, &target).unwrap() else {
             panic!("engine")
         };
         assert_eq!(e.device.pci.as_deref(), Some("0000:00:04.0"));
@@ -708,20 +705,20 @@ mod tests {
 
     #[test]
     fn pci_and_the_nvme_path_go_together_and_exclude_path() {
-        let e = pci_args(&["--path", "/tmp/x", "--paths", "nvme"]).unwrap_err();
+        let e = try_args(&["--path", "/tmp/x", "--paths", "nvme"]).unwrap_err();
         assert!(e.contains("the nvme path needs --pci"), "{e}");
-        let e = pci_args(&["--pci", "0000:00:04.0"]).unwrap_err();
+        let e = try_args(&["--pci", "0000:00:04.0"]).unwrap_err();
         assert!(e.contains("without the nvme path"), "{e}");
         let e =
-            pci_args(&["--pci", "0000:00:04.0", "--paths", "nvme", "--path", "/x"]).unwrap_err();
+            try_args(&["--pci", "0000:00:04.0", "--paths", "nvme", "--path", "/x"]).unwrap_err();
         assert!(e.contains("cannot be used with"), "{e}");
-        let e = pci_args(&["--paths", "uring"]).unwrap_err();
+        let e = try_args(&["--paths", "uring"]).unwrap_err();
         assert!(e.contains("--path"), "{e}");
     }
 
     #[test]
     fn an_nvme_row_is_a_ratio_to_the_same_contender_on_the_kernel_path() {
-        let a = pci_args(&["--pci", "0000:00:04.0", "--paths", "nvme,uring"]).unwrap();
+        let a = try_args(&["--pci", "0000:00:04.0", "--paths", "nvme,uring"]).unwrap();
         let cs = contenders(&a, false);
         let mut rows: Vec<Row> = cs
             .iter()

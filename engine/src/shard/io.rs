@@ -48,11 +48,10 @@ pub(crate) struct IoRec {
 #[derive(Default)]
 pub(crate) struct IoTable {
     recs: Slab<IoRec>,
-    /// Issue numbers from the oldest in flight up to the newest given out: whether each is
-    /// still in flight. Finished ones at the front are dropped, so the front is the oldest
-    /// in flight (issue `first`), in O(1).
+    /// Issue numbers from the oldest in flight up to the newest given out
+    /// (`next_issue - 1`): whether each is still in flight. Finished ones at the front are
+    /// dropped, so the front is the oldest in flight, in O(1).
     window: VecDeque<bool>,
-    first: u64,
     next_issue: u64,
 }
 
@@ -68,9 +67,6 @@ impl IoTable {
         let key = self.recs.insert(IoRec { owner, issue });
         match qp.submit(key as u64, cmd) {
             Ok(()) => {
-                if self.window.is_empty() {
-                    self.first = issue;
-                }
                 self.next_issue += 1;
                 self.window.push_back(true);
                 Ok(())
@@ -85,10 +81,10 @@ impl IoTable {
     /// Forgets a finished command; returns its owner.
     pub(crate) fn finish(&mut self, tag: u64) -> Owner {
         let rec = self.recs.remove(tag as usize);
-        self.window[(rec.issue - self.first) as usize] = false;
+        let at = rec.issue - self.first();
+        self.window[at as usize] = false;
         while self.window.front() == Some(&false) {
             self.window.pop_front();
-            self.first += 1;
         }
         rec.owner
     }
@@ -98,12 +94,17 @@ impl IoTable {
         self.next_issue
     }
 
+    /// The issue number at the front of the window.
+    fn first(&self) -> u64 {
+        self.next_issue - self.window.len() as u64
+    }
+
     /// The oldest issue number in flight, or `u64::MAX` when idle.
     pub(crate) fn oldest_inflight(&self) -> u64 {
         if self.window.is_empty() {
             u64::MAX
         } else {
-            self.first
+            self.first()
         }
     }
 

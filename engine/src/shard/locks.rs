@@ -35,11 +35,9 @@ impl LockSet {
         }
         objects.sort_unstable();
         objects.dedup();
-        // Exclusive sorts after shared: keep the last of each collection.
-        colls.sort_unstable();
-        colls.reverse();
+        // Exclusive first within a collection, then keep the first of each.
+        colls.sort_unstable_by_key(|&(c, excl)| (c, !excl));
         colls.dedup_by_key(|(c, _)| *c);
-        colls.reverse();
         LockSet { objects, colls }
     }
 

@@ -663,11 +663,14 @@ impl<Q: QueuePair> Shard<Q> {
         started
     }
 
-    fn plan_txn(&mut self, slot: usize) {
+    fn plan_once(&mut self, slot: usize) -> Result<PlanOutcome> {
         let max_ext = self.max_extent_pages();
-        let t = &mut self.txns[slot];
-        let mut outcome =
-            Planner::new(&self.table, &mut self.alloc, &t.pages, max_ext).plan(&t.txn);
+        let t = &self.txns[slot];
+        Planner::new(&self.table, &mut self.alloc, &t.pages, max_ext).plan(&t.txn)
+    }
+
+    fn plan_txn(&mut self, slot: usize) {
+        let mut outcome = self.plan_once(slot);
         if matches!(outcome, Err(StoreError::NoSpace(_)))
             && self
                 .alloc
@@ -675,8 +678,7 @@ impl<Q: QueuePair> Shard<Q> {
                 > 0
         {
             // Pages freed by this turn's commits were still waiting: plan again with them.
-            let t = &mut self.txns[slot];
-            outcome = Planner::new(&self.table, &mut self.alloc, &t.pages, max_ext).plan(&t.txn);
+            outcome = self.plan_once(slot);
         }
         match outcome {
             Err(e) => self.finish_txn(slot, Err(e)),
