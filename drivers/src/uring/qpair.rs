@@ -140,7 +140,18 @@ impl UringQpair {
         if let Some(idle_ms) = sqpoll_idle_ms {
             builder.setup_sqpoll(idle_ms);
         }
-        let ring = builder.build(entries).map_err(|source| DriverError::Open {
+        // Completions that need task work (a write with RWF_DSYNC, an fsync: finished by a
+        // kernel worker) are otherwise handed over only when this thread next enters the
+        // kernel, which a thread that polls the completion queue may not do until a timer
+        // tick (4 ms at 250 Hz). With the task-run flag the kernel says so in the ring, and
+        // `kick` enters just then. Kernels before 5.19 refuse the flags: go without.
+        let plain = builder.clone();
+        builder.setup_coop_taskrun().setup_taskrun_flag();
+        let built = match builder.build(entries) {
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => plain.build(entries),
+            other => other,
+        };
+        let ring = built.map_err(|source| DriverError::Open {
             what: format!(
                 "io_uring of {entries} entries{} for {}",
                 if sqpoll_idle_ms.is_some() {
@@ -432,6 +443,10 @@ impl QueuePair for UringQpair {
     fn kick(&mut self) -> Result<(), DriverError> {
         self.push_pending();
         if self.unkicked == 0 {
+            // Completions wait for task work that only a system call runs (see `open`).
+            if self.ring.submission().taskrun() {
+                self.ring.submitter().submit().ok();
+            }
             return Ok(());
         }
         // With SQPOLL this makes a system call only to wake the kernel thread.
