@@ -38,6 +38,16 @@ const DROP_WAIT_STEP: Duration = Duration::from_millis(100);
 /// ...and gives up after this many steps (or transient failures) without a completion.
 const DROP_WAIT_STEPS_MAX: u32 = 600;
 
+/// Empty polls in a row, with commands in flight, after which a poll gives up the CPU.
+///
+/// The kernel finishes some commands on threads of its own (the completion of an
+/// `RWF_DSYNC` write on a file, the file system's journal, io-wq workers). When one of
+/// them is queued on the CPU this thread polls on, it runs only once this thread leaves
+/// the CPU, which a thread that polls in user space does at the scheduler's next tick:
+/// 4 ms at 250 Hz. Measured on a 2-core machine, a QD1 FUA write on a file took 4 ms in
+/// most runs without this (257 to 3,940 IOPS), 100 to 130 µs with it (7,300 to 9,400).
+const EMPTY_POLLS_PER_YIELD: u32 = 16;
+
 /// `io_uring_enter` failed for lack of a resource or a signal: retry on the next kick.
 fn is_transient(e: &io::Error) -> bool {
     matches!(
@@ -100,6 +110,8 @@ pub struct UringQpair {
     region_ids: Vec<u32>,
     /// The registered regions, kept mapped while the ring may use them.
     regions: Vec<DmaRegion>,
+    /// Polls in a row that reaped nothing while commands were in flight.
+    empty_polls: u32,
     /// Keeps the fd open while the ring has it registered.
     _file: Arc<File>,
     stats: IoStats,
@@ -222,6 +234,7 @@ impl UringQpair {
             unkicked: 0,
             unkicked_first: (Op::Flush, 0),
             submit_failing: false,
+            empty_polls: 0,
             zero_by_writes: false,
             zeroes,
             region_ids: regions.iter().map(DmaRegion::id).collect(),
@@ -486,6 +499,15 @@ impl QueuePair for UringQpair {
             if let Some(c) = self.reap(cqe.user_data(), cqe.result()) {
                 on_done(c);
                 n += 1;
+            }
+        }
+        if n > 0 || self.live_sqes == 0 {
+            self.empty_polls = 0;
+        } else {
+            self.empty_polls = self.empty_polls.wrapping_add(1);
+            if self.empty_polls % EMPTY_POLLS_PER_YIELD == 0 {
+                // Kernel work finishing these commands may be waiting for this CPU.
+                std::thread::yield_now();
             }
         }
         // Work that waited for room (zero writes, mostly) goes out on the next kick.
