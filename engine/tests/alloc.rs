@@ -217,6 +217,32 @@ fn deferred_frees_release_in_order_as_gates_pass() {
 }
 
 #[test]
+fn a_bounded_advance_releases_at_most_its_budget_in_order() {
+    let mut a = Allocator::new(0, 40);
+    a.alloc(40, 64).unwrap();
+    let g = |batch_seq| FreeGate {
+        batch_seq,
+        io_mark: 0,
+    };
+    // Scattered one-page frees, as a removed fragmented object leaves them.
+    for p in (0..40).step_by(2) {
+        a.defer_free(ext(p, 1), g(1));
+    }
+    a.defer_free(ext(1, 1), g(2));
+    assert_eq!(a.advance_some(1, u64::MAX, 0), 0);
+    assert_eq!(a.advance_some(1, u64::MAX, 8), 8);
+    assert_eq!(runs(&a).len(), 8);
+    assert_eq!(runs(&a)[7], (14, 1));
+    // The budget stops before the gate does; the gate still stops a larger budget.
+    assert_eq!(a.advance_some(1, u64::MAX, 100), 12);
+    assert_eq!((a.free_pages(), a.deferred_pages()), (20, 1));
+    assert_eq!(a.deferred().collect::<Vec<_>>(), [(ext(1, 1), g(2))]);
+    assert_eq!(a.advance_some(2, u64::MAX, 1), 1);
+    assert_eq!(runs(&a)[0], (0, 3));
+    assert_sums(&a);
+}
+
+#[test]
 fn release_now_is_reusable_at_once() {
     let mut a = Allocator::new(0, 8);
     let e = a.alloc(8, 64).unwrap()[0];

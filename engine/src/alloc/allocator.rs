@@ -404,6 +404,19 @@ impl Allocator {
     /// down: a passed gate stays passed). Makes allocatable every deferred extent whose gate
     /// has passed; returns how many pages that was.
     pub fn advance(&mut self, durable_seq: u64, oldest_inflight_io: u64) -> u64 {
+        self.advance_some(durable_seq, oldest_inflight_io, usize::MAX)
+    }
+
+    /// As [`advance`](Self::advance), but makes at most `max_extents` extents allocatable;
+    /// the rest of those whose gate has passed wait for the next call. Freeing an extent
+    /// costs a few B-tree operations; a removed object of a million scattered pages would
+    /// otherwise stall its reactor's turn for hundreds of milliseconds.
+    pub fn advance_some(
+        &mut self,
+        durable_seq: u64,
+        oldest_inflight_io: u64,
+        max_extents: usize,
+    ) -> u64 {
         debug_assert!(
             durable_seq >= self.last_durable_seq,
             "advance: durable_seq went back from {} to {durable_seq}",
@@ -411,10 +424,12 @@ impl Allocator {
         );
         self.last_durable_seq = durable_seq;
         let mut released = 0;
+        let mut extents = 0;
         while let Some(&(ext, gate)) = self.deferred.front() {
-            if !gate.passed(durable_seq, oldest_inflight_io) {
+            if extents == max_extents || !gate.passed(durable_seq, oldest_inflight_io) {
                 break;
             }
+            extents += 1;
             self.deferred.pop_front();
             self.free.insert(ext.phys, u64::from(ext.pages));
             released += u64::from(ext.pages);

@@ -22,7 +22,10 @@
 //! - [`allocator`] — [`Allocator`], placement (next fit, so appends stay sequential on the
 //!   device) and the deferred frees that enforce ordering rule 4 of docs/format.md §5:
 //!   freed pages are reused only after the freeing batch is durable and every data I/O
-//!   issued before it has completed ([`FreeGate`]).
+//!   issued before it has completed ([`FreeGate`]). A shard's turn releases at most a
+//!   few passed frees ([`Allocator::advance_some`]), so that removing an object of many
+//!   scattered extents does not stall one turn; planning that runs out of space releases
+//!   all of them first ([`Allocator::advance`]).
 //!
 //! The allocator belongs to one shard and is driven from its reactor: no locks, and no
 //! allocation on the I/O path beyond the free map's B-tree nodes.

@@ -50,6 +50,11 @@ pub use verify::PageCheck;
 
 const PG: usize = PAGE as usize;
 
+/// Freed extents a turn makes allocatable at most (a few µs of free-map work): a remove
+/// of an object of many scattered extents is spread over turns instead of stalling one.
+/// Planning that runs out of space releases every passed free at once.
+const FREES_PER_TURN: usize = 16;
+
 /// Tuning of one shard, fixed at open.
 #[derive(Clone, Debug)]
 pub struct ShardConfig {
@@ -488,8 +493,11 @@ impl<Q: QueuePair> Shard<Q> {
 
     /// Ends a turn: gated frees, and pushes what the turn queued to the device.
     pub(crate) fn poll_end(&mut self) {
-        self.alloc
-            .advance(self.frees_upto_seq, self.io.oldest_inflight());
+        self.alloc.advance_some(
+            self.frees_upto_seq,
+            self.io.oldest_inflight(),
+            FREES_PER_TURN,
+        );
         if let Err(e) = self.data_qp.kick().and_then(|_| self.journal_qp.kick()) {
             self.fail(format!("submitting to the device: {e}"));
         }
