@@ -417,7 +417,7 @@ impl<D: BlockDevice> Store<D> {
         Ok(report)
     }
 
-    /// The device page (of [`PAGE`](crate::types::PAGE) bytes) that holds byte `offset` of
+    /// The device page (of [`PAGE`] bytes) that holds byte `offset` of
     /// an object, or `None` for a hole: where scrub and fault-injection tests look.
     pub fn device_page(&self, coll: CollId, name: &[u8], offset: u64) -> Result<Option<u64>> {
         let o = self.shards[self.shard_of(coll)].object(coll, name)?;

@@ -5,7 +5,7 @@
 //! and NBD_INFO_BLOCK_SIZE when asked), NBD_OPT_LIST, NBD_OPT_ABORT, NBD_OPT_EXPORT_NAME;
 //! any other option gets NBD_REP_ERR_UNSUP (structured replies, TLS, meta contexts).
 //! Malformed option data gets NBD_REP_ERR_INVALID. A wrong magic, unknown client flags,
-//! option data over [`MAX_OPTION_BYTES`] or more than [`MAX_OPTIONS`] options close the
+//! option data over [`MAX_OPTION_BYTES`](proto::MAX_OPTION_BYTES) or more than [`MAX_OPTIONS`] options close the
 //! connection.
 
 use std::io::{Read, Write};

@@ -112,7 +112,7 @@ impl Row {
 /// One contender against another, round by round.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Ratio {
-    /// Stable name for scripts: "<numerator id>/<denominator id>".
+    /// Stable name for scripts: `"<numerator id>/<denominator id>"`.
     pub id: String,
     /// Name for people.
     pub what: String,

@@ -2,7 +2,7 @@
 //! controller bound to vfio-pci behind an IOMMU: a container with the type1 IOMMU, the
 //! device's group, the device fd, BAR0 mapped through its region offset, bus mastering
 //! through the config region, and DMA maps at IOVAs the driver picks (a bump allocator).
-//! Every mapping is undone when the [`Vfio`] goes away.
+//! Every mapping is undone when the `Vfio` goes away.
 
 use std::ffi::CString;
 use std::fs::{File, OpenOptions};

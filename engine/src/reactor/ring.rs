@@ -15,7 +15,7 @@
 //!
 //! Nothing queued is lost: a transaction or query accepted into an inbox is answered, and
 //! if the reactor is gone before it could be (stopped, or its thread died), dropping the
-//! message answers [`StoreError::Closed`] (see [`Armed`] and [`ReplyTo`]).
+//! message answers [`StoreError::Closed`] (see `Armed` and `ReplyTo`).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
