@@ -32,6 +32,15 @@ fn fresh(mode: JournalMode, cfg: SimConfig) -> Store<SimDevice> {
     Store::open(dev, small()).unwrap()
 }
 
+/// A fresh store with collection 1 made.
+fn fresh_with_coll(mode: JournalMode, cfg: SimConfig) -> Store<SimDevice> {
+    let mut s = fresh(mode, cfg);
+    let mut t = txn();
+    t.mkcoll(1);
+    s.submit_sync(t).unwrap();
+    s
+}
+
 fn txn() -> Transaction {
     Transaction::default()
 }
@@ -190,10 +199,7 @@ fn space_of_removed_fragmented_objects_comes_back_whole() {
     // over turns). After removing both, the space must all be usable again at once: the
     // writes right after the remove are planned before most frees were released.
     for mode in MODES {
-        let mut s = fresh(mode, sim(32 << 11, true, 9)); // 32 MiB
-        let mut t = txn();
-        t.mkcoll(1);
-        s.submit_sync(t).unwrap();
+        let mut s = fresh_with_coll(mode, sim(32 << 11, true, 9)); // 32 MiB
         let page = 4096;
         let mut pages = [0u64; 2];
         'fill: loop {
@@ -242,10 +248,7 @@ fn space_of_removed_fragmented_objects_comes_back_whole() {
 #[test]
 fn space_freed_by_an_acknowledged_remove_is_reusable_at_once() {
     for mode in MODES {
-        let mut s = fresh(mode, sim(16 << 11, true, 7)); // 16 MiB
-        let mut t = txn();
-        t.mkcoll(1);
-        s.submit_sync(t).unwrap();
+        let mut s = fresh_with_coll(mode, sim(16 << 11, true, 7)); // 16 MiB
         let chunk = 256 << 10;
         let name = |i: usize| format!("o{i}").into_bytes();
         let mut n = 0;
@@ -316,10 +319,7 @@ fn state_survives_close_and_open() {
 fn acknowledged_transactions_survive_a_power_cut() {
     for mode in MODES {
         for seed in 0..6 {
-            let mut s = fresh(mode, sim(64 << 11, true, seed));
-            let mut t = txn();
-            t.mkcoll(1);
-            s.submit_sync(t).unwrap();
+            let mut s = fresh_with_coll(mode, sim(64 << 11, true, seed));
             // Many in flight at once; all acknowledged before the cut.
             let ids: Vec<_> = (0..40u8)
                 .map(|i| {
@@ -440,10 +440,7 @@ fn metadata_only_writes_data_once_and_journals_little() {
 
 #[test]
 fn full_mode_writes_data_twice() {
-    let mut s = fresh(JournalMode::Full, sim(64 << 11, true, 5));
-    let mut t = txn();
-    t.mkcoll(1);
-    s.submit_sync(t).unwrap();
+    let mut s = fresh_with_coll(JournalMode::Full, sim(64 << 11, true, 5));
     let before = s.stats();
     for i in 0..64u32 {
         let mut t = txn();
@@ -495,10 +492,7 @@ fn open_refuses_an_unformatted_device() {
 
 #[test]
 fn a_transaction_can_ask_for_the_full_journal() {
-    let mut s = fresh(JournalMode::MetadataOnly, sim(64 << 11, true, 11));
-    let mut t = txn();
-    t.mkcoll(1);
-    s.submit_sync(t).unwrap();
+    let mut s = fresh_with_coll(JournalMode::MetadataOnly, sim(64 << 11, true, 11));
     let before = s.stats();
     let mut t = txn();
     t.write(1, b"x".to_vec(), 0, vec![7; 64 << 10])

@@ -153,10 +153,11 @@ impl UringQpair {
             builder.setup_sqpoll(idle_ms);
         }
         // Completions that need task work (a write with RWF_DSYNC, an fsync: finished by a
-        // kernel worker) are otherwise handed over only when this thread next enters the
-        // kernel, which a thread that polls the completion queue may not do until a timer
-        // tick (4 ms at 250 Hz). With the task-run flag the kernel says so in the ring, and
-        // `kick` enters just then. Kernels before 5.19 refuse the flags: go without.
+        // kernel worker) are otherwise handed over by interrupting this thread. With
+        // cooperative task runs and the task-run flag the kernel flags them in the ring
+        // instead, and `kick` enters the kernel just then (fewer interrupts: QD32 random
+        // writes on a file went from 83-117k to 132-137k IOPS). Kernels before 5.19
+        // refuse the flags: go without.
         let plain = builder.clone();
         builder.setup_coop_taskrun().setup_taskrun_flag();
         let built = match builder.build(entries) {
