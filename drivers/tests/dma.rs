@@ -36,6 +36,26 @@ fn heap_pool_hands_out_aligned_disjoint_buffers_and_takes_them_back() {
 }
 
 #[test]
+fn the_buffer_freed_last_is_handed_out_first() {
+    // The one a command just gave back is still in the CPU's cache.
+    let pool = heap_pool(4096, 8);
+    let a = pool.alloc().unwrap();
+    let b = pool.alloc().unwrap();
+    let (pa, pb) = (a.as_ptr(), b.as_ptr());
+    drop(a);
+    drop(b);
+    let first = pool.alloc().unwrap();
+    assert_eq!(first.as_ptr(), pb);
+    let again = pool.alloc().unwrap();
+    assert_eq!(again.as_ptr(), pa, "then the one freed before it");
+    drop(first);
+    // A buffer dropped on another thread comes back to the same pool.
+    std::thread::spawn(move || drop(again)).join().unwrap();
+    assert_eq!(pool.available(), 8);
+    assert_eq!(pool.alloc().unwrap().as_ptr(), pa);
+}
+
+#[test]
 #[should_panic(expected = "past capacity")]
 fn set_len_past_capacity_is_a_programmer_error() {
     let pool = heap_pool(4096, 1);

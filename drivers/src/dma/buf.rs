@@ -42,7 +42,7 @@ impl DmaBuf {
     /// The bytes up to the length.
     pub fn as_slice(&self) -> &[u8] {
         // SAFETY: the slot [offset, offset + capacity) is owned by this DmaBuf alone (a slot
-        // is in the free queue or in exactly one DmaBuf), len <= capacity, and no command is
+        // is in the free list or in exactly one DmaBuf), len <= capacity, and no command is
         // in flight on it while the caller holds it.
         unsafe { std::slice::from_raw_parts(self.as_ptr(), self.len) }
     }
@@ -98,8 +98,8 @@ impl DmaBuf {
 
 impl Drop for DmaBuf {
     fn drop(&mut self) {
-        // Cannot fail: the queue holds one place per slot and this slot is not in it.
-        let _ = self.pool.free.push(self.slot);
+        // This slot is not in the free list (it was popped to make this DmaBuf).
+        self.pool.free.push(self.slot);
     }
 }
 

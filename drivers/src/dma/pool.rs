@@ -1,9 +1,7 @@
 //! A fixed set of equal DMA buffers carved from one region at start.
 
 use std::fmt;
-use std::sync::Arc;
-
-use crossbeam_queue::ArrayQueue;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::arena::{DmaRegion, DmaSource};
 use super::buf::DmaBuf;
@@ -38,7 +36,44 @@ pub(crate) struct PoolInner {
     pub(crate) region: DmaRegion,
     pub(crate) stride: usize,
     pub(crate) buf_bytes: usize,
-    pub(crate) free: ArrayQueue<u32>,
+    pub(crate) free: FreeSlots,
+}
+
+/// The free buffers of a pool, last freed first out: the buffer a command just gave back
+/// is the one the next takes, still in the CPU's cache (a queue would hand out the
+/// buffer that has been idle longest, whose lines are long gone). A mutex is uncontended
+/// in the common case (one reactor per pool); a buffer may be dropped on any thread.
+pub(crate) struct FreeSlots {
+    slots: Mutex<Vec<u32>>,
+    count: usize,
+}
+
+impl FreeSlots {
+    fn new(count: u32) -> Self {
+        FreeSlots {
+            slots: Mutex::new((0..count).rev().collect()),
+            count: count as usize,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Vec<u32>> {
+        // The list is valid whatever a panicking holder did: each push or pop is whole.
+        self.slots.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn pop(&self) -> Option<u32> {
+        self.lock().pop()
+    }
+
+    pub(crate) fn push(&self, slot: u32) {
+        let mut s = self.lock();
+        debug_assert!(s.len() < self.count, "more buffers freed than the pool has");
+        s.push(slot);
+    }
+
+    fn len(&self) -> usize {
+        self.lock().len()
+    }
 }
 
 /// A pool of DMA buffers. Cloning shares the pool; it may be used from any thread.
@@ -49,7 +84,7 @@ impl fmt::Debug for DmaPool {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("DmaPool")
             .field("buf_bytes", &self.0.buf_bytes)
-            .field("capacity", &self.0.free.capacity())
+            .field("capacity", &self.0.free.count)
             .field("available", &self.available())
             .field("region", &self.0.region)
             .finish()
@@ -77,10 +112,7 @@ impl DmaPool {
             .checked_mul(cfg.count as usize)
             .ok_or_else(|| DriverError::Config("DMA pool size overflows".into()))?;
         let region = DmaRegion::new(total, align, cfg.source)?;
-        let free = ArrayQueue::new(cfg.count as usize);
-        for slot in 0..cfg.count {
-            free.push(slot).expect("queue sized to count");
-        }
+        let free = FreeSlots::new(cfg.count);
         Ok(DmaPool(Arc::new(PoolInner {
             region,
             stride,
@@ -102,7 +134,7 @@ impl DmaPool {
 
     /// Buffers in the pool.
     pub fn capacity(&self) -> usize {
-        self.0.free.capacity()
+        self.0.free.count
     }
 
     /// Buffers not handed out.

@@ -59,7 +59,8 @@ pub enum PollerId {
     Ring,
     /// Completions of the data and journal queue pairs.
     Qpairs,
-    /// Transactions: start the queued ones (locks, planning), issue data writes.
+    /// Transactions: start the queued ones (locks, planning), seal the records of parallel
+    /// commits (ahead of their data), issue data writes.
     Txns,
     /// The journal batcher (group commit; its batch deadline is `max_batch_wait_us`).
     Journal,

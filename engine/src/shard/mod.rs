@@ -475,10 +475,15 @@ impl<Q: QueuePair> Shard<Q> {
         self.reap()
     }
 
-    /// Starts queued transactions and issues data and home writes.
+    /// Starts queued transactions and issues data and home writes. The records of parallel
+    /// commits just planned are sealed first, so each goes to the device ahead of its data.
     pub(crate) fn poll_txns(&mut self) -> bool {
         let started = self.start_queued();
-        started | self.issue_writes()
+        // A parallel commit is acknowledged when the later of its record and its data is
+        // durable; a record is quick to submit, a data write may not be (the sim device
+        // copies the data at submission), so the record does not wait behind it.
+        let sealed = started && self.batch_step();
+        started | sealed | self.issue_writes()
     }
 
     /// The journal batcher (group commit).
