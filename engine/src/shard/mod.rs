@@ -44,7 +44,7 @@ pub(crate) use checkpoint::CkptState;
 use io::{ChunkedWrite, IoTable, Owner};
 use locks::{LockSet, Locks};
 use path::CommitPath;
-use plan::{PlanOutcome, Planned, Planner};
+use plan::{plan_fresh_write, PlanOutcome, Planned, Planner};
 pub use scrub::{BadRange, ScrubCursor, ScrubReport};
 pub use verify::PageCheck;
 
@@ -679,6 +679,9 @@ impl<Q: QueuePair> Shard<Q> {
     fn plan_once(&mut self, slot: usize) -> Result<PlanOutcome> {
         let max_ext = self.max_extent_pages();
         let t = &self.txns[slot];
+        if let Some(r) = plan_fresh_write(&self.table, &mut self.alloc, &t.txn, max_ext) {
+            return r.map(PlanOutcome::Done);
+        }
         Planner::new(&self.table, &mut self.alloc, &t.pages, max_ext).plan(&t.txn)
     }
 

@@ -30,7 +30,10 @@ use crate::meta::{page_sum, Delta, MetaTable, Object, MAX_CSUM_PAGES};
 use crate::txn::{Transaction, TxnOp};
 use crate::types::{CollId, Extent, ObjKey, MAX_TXN_DATA_BYTES, PAGE};
 
+mod fresh;
 mod ops;
+
+pub(crate) use fresh::plan_fresh_write;
 
 const PG: usize = PAGE as usize;
 
