@@ -56,6 +56,34 @@ fn the_buffer_freed_last_is_handed_out_first() {
 }
 
 #[test]
+fn threads_taking_and_freeing_at_once_never_share_a_buffer() {
+    let pool = heap_pool(4096, 4);
+    let threads: Vec<_> = (1..=4u8)
+        .map(|id| {
+            let pool = pool.clone();
+            std::thread::spawn(move || {
+                for _ in 0..20_000 {
+                    let Some(mut b) = pool.alloc() else { continue };
+                    b.as_mut_slice()[..64].fill(id);
+                    std::thread::yield_now();
+                    assert!(b.as_slice()[..64].iter().all(|&x| x == id), "shared buffer");
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    assert_eq!(pool.available(), 4);
+    let all: Vec<_> = (0..4).map(|_| pool.alloc().unwrap()).collect();
+    let mut addrs: Vec<_> = all.iter().map(|b| b.as_ptr()).collect();
+    addrs.sort_unstable();
+    addrs.dedup();
+    assert_eq!(addrs.len(), 4, "every buffer once");
+    assert!(pool.alloc().is_none());
+}
+
+#[test]
 #[should_panic(expected = "past capacity")]
 fn set_len_past_capacity_is_a_programmer_error() {
     let pool = heap_pool(4096, 1);

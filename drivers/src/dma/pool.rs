@@ -1,7 +1,8 @@
 //! A fixed set of equal DMA buffers carved from one region at start.
 
 use std::fmt;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use super::arena::{DmaRegion, DmaSource};
 use super::buf::DmaBuf;
@@ -41,38 +42,95 @@ pub(crate) struct PoolInner {
 
 /// The free buffers of a pool, last freed first out: the buffer a command just gave back
 /// is the one the next takes, still in the CPU's cache (a queue would hand out the
-/// buffer that has been idle longest, whose lines are long gone). A mutex is uncontended
-/// in the common case (one reactor per pool); a buffer may be dropped on any thread.
+/// buffer that has been idle longest, whose lines are long gone).
+///
+/// A lock-free stack of slot numbers: `head` packs a version (high 32 bits) with the top
+/// slot (low 32 bits, [`NONE`] when empty), and `next[slot]` links each free slot to the one
+/// below it. Every change of `head` bumps the version, so a compare-and-swap that read an
+/// old top fails even if that slot has since been taken and given back (no ABA). A buffer
+/// may be dropped on any thread; nothing allocates or blocks.
 pub(crate) struct FreeSlots {
-    slots: Mutex<Vec<u32>>,
-    count: usize,
+    head: AtomicU64,
+    next: Box<[AtomicU32]>,
+    available: AtomicUsize,
+}
+
+/// No slot: the end of the stack.
+const NONE: u32 = u32::MAX;
+
+fn pack(version: u32, slot: u32) -> u64 {
+    u64::from(version) << 32 | u64::from(slot)
+}
+
+fn unpack(head: u64) -> (u32, u32) {
+    ((head >> 32) as u32, head as u32)
 }
 
 impl FreeSlots {
+    /// Slots `0..count`, all free, 0 on top.
     fn new(count: u32) -> Self {
+        assert!(count < NONE, "a pool of {count} buffers");
+        let next = (0..count)
+            .map(|s| AtomicU32::new(if s + 1 < count { s + 1 } else { NONE }))
+            .collect();
         FreeSlots {
-            slots: Mutex::new((0..count).rev().collect()),
-            count: count as usize,
+            head: AtomicU64::new(pack(0, if count > 0 { 0 } else { NONE })),
+            next,
+            available: AtomicUsize::new(count as usize),
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, Vec<u32>> {
-        // The list is valid whatever a panicking holder did: each push or pop is whole.
-        self.slots.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
     pub(crate) fn pop(&self) -> Option<u32> {
-        self.lock().pop()
+        let mut head = self.head.load(Ordering::Acquire);
+        loop {
+            let (version, top) = unpack(head);
+            if top == NONE {
+                return None;
+            }
+            // May be stale if another thread takes `top` meanwhile: then the version has
+            // moved and the exchange fails.
+            let below = self.next[top as usize].load(Ordering::Relaxed);
+            let new = pack(version.wrapping_add(1), below);
+            match self
+                .head
+                .compare_exchange_weak(head, new, Ordering::Acquire, Ordering::Acquire)
+            {
+                Ok(_) => {
+                    self.available.fetch_sub(1, Ordering::Relaxed);
+                    return Some(top);
+                }
+                Err(now) => head = now,
+            }
+        }
     }
 
     pub(crate) fn push(&self, slot: u32) {
-        let mut s = self.lock();
-        debug_assert!(s.len() < self.count, "more buffers freed than the pool has");
-        s.push(slot);
+        let mut head = self.head.load(Ordering::Relaxed);
+        loop {
+            let (version, top) = unpack(head);
+            debug_assert_ne!(top, slot, "a buffer freed twice");
+            self.next[slot as usize].store(top, Ordering::Relaxed);
+            let new = pack(version.wrapping_add(1), slot);
+            // Release: what was written to the buffer is seen by the thread that pops it.
+            match self
+                .head
+                .compare_exchange_weak(head, new, Ordering::Release, Ordering::Relaxed)
+            {
+                Ok(_) => {
+                    self.available.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+                Err(now) => head = now,
+            }
+        }
     }
 
     fn len(&self) -> usize {
-        self.lock().len()
+        self.available.load(Ordering::Relaxed)
+    }
+
+    fn count(&self) -> usize {
+        self.next.len()
     }
 }
 
@@ -84,7 +142,7 @@ impl fmt::Debug for DmaPool {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("DmaPool")
             .field("buf_bytes", &self.0.buf_bytes)
-            .field("capacity", &self.0.free.count)
+            .field("capacity", &self.0.free.count())
             .field("available", &self.available())
             .field("region", &self.0.region)
             .finish()
@@ -134,7 +192,7 @@ impl DmaPool {
 
     /// Buffers in the pool.
     pub fn capacity(&self) -> usize {
-        self.0.free.count
+        self.0.free.count()
     }
 
     /// Buffers not handed out.

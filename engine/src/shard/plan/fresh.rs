@@ -13,10 +13,10 @@
 //!            no extent reaching the first page written
 //! ```
 
-use super::{Planned, PlannedRun, PG};
+use super::{Planned, PG};
 use crate::alloc::Allocator;
 use crate::error::StoreError;
-use crate::meta::{page_sum, Delta, MetaTable, MAX_CSUM_PAGES};
+use crate::meta::{Delta, MetaTable};
 use crate::txn::{Transaction, TxnOp};
 use crate::types::{Extent, PAGE};
 
@@ -74,27 +74,11 @@ pub(crate) fn plan_fresh_write(
             name: name.clone(),
         });
     }
-    // Device page of each logical page, in logical order; one Map per run of consecutive
-    // pages (at most max_extent_pages), as the general planner's placement makes them.
-    let placed: Vec<u64> = exts.iter().flat_map(|e| e.phys..e.end()).collect();
-    let mut i = 0;
-    while i < placed.len() {
-        let mut n = 1;
-        while i + n < placed.len()
-            && n < max_extent_pages as usize
-            && placed[i + n] == placed[i] + n as u64
-        {
-            n += 1;
-        }
-        out.deltas.push(Delta::Map {
-            coll,
-            name: name.clone(),
-            lpage: first + i as u64,
-            phys: placed[i],
-            pages: n as u32,
-        });
-        i += n;
-    }
+    // (logical page, device page), in logical order.
+    let placed: Vec<(u64, u64)> = (first..)
+        .zip(exts.iter().flat_map(|e| e.phys..e.end()))
+        .collect();
+    out.push_maps((coll, name), &placed, max_extent_pages);
     if end > size {
         out.deltas.push(Delta::SetSize {
             coll,
@@ -105,28 +89,16 @@ pub(crate) fn plan_fresh_write(
     // Runs and data go in device order, which is logical order: the allocator hands out
     // extents by increasing device page.
     debug_assert!(
-        placed.windows(2).all(|w| w[0] < w[1]),
+        placed.windows(2).all(|w| w[0].1 < w[1].1),
         "extents in device order"
     );
     out.data = vec![0u8; pages as usize * PG];
     let lo = (offset % PAGE) as usize;
     out.data[lo..lo + data.len()].copy_from_slice(data);
-    for &phys in &placed {
-        match out.runs.last_mut() {
-            Some(r) if r.phys + r.pages as u64 == phys => r.pages += 1,
-            _ => out.runs.push(PlannedRun { phys, pages: 1 }),
-        }
+    for &(_, phys) in &placed {
+        out.push_run_page(phys);
     }
-    let mut sums = Vec::with_capacity(out.runs.len());
-    for (phys, run) in out.run_data() {
-        for (i, chunk) in run.chunks(MAX_CSUM_PAGES * PG).enumerate() {
-            sums.push(Delta::Csum {
-                phys: phys + (i * MAX_CSUM_PAGES) as u64,
-                sums: chunk.chunks(PG).map(page_sum).collect(),
-            });
-        }
-    }
-    out.deltas.append(&mut sums);
+    out.push_sums();
     out.allocated = exts;
     Some(Ok(out))
 }

@@ -70,6 +70,52 @@ impl Planned {
             (r.phys, bytes)
         })
     }
+
+    /// Adds device page `phys` (the next in device order) to the runs.
+    fn push_run_page(&mut self, phys: u64) {
+        match self.runs.last_mut() {
+            Some(r) if r.phys + r.pages as u64 == phys => r.pages += 1,
+            _ => self.runs.push(PlannedRun { phys, pages: 1 }),
+        }
+    }
+
+    /// Appends the sums of every page written, after the maps that place them.
+    fn push_sums(&mut self) {
+        let mut sums = Vec::with_capacity(self.runs.len());
+        for (phys, bytes) in self.run_data() {
+            for (i, chunk) in bytes.chunks(MAX_CSUM_PAGES * PG).enumerate() {
+                sums.push(Delta::Csum {
+                    phys: phys + (i * MAX_CSUM_PAGES) as u64,
+                    sums: chunk.chunks(PG).map(page_sum).collect(),
+                });
+            }
+        }
+        self.deltas.append(&mut sums);
+    }
+
+    /// Appends a `Map` per run of `placed` (logical page, device page) pairs that are
+    /// consecutive in both, at most `max_extent_pages` long.
+    fn push_maps(&mut self, key: (CollId, &[u8]), placed: &[(u64, u64)], max_extent_pages: u32) {
+        let mut i = 0;
+        while i < placed.len() {
+            let (lp, p) = placed[i];
+            let mut n = 1u32;
+            while i + (n as usize) < placed.len()
+                && n < max_extent_pages
+                && placed[i + n as usize] == (lp + u64::from(n), p + u64::from(n))
+            {
+                n += 1;
+            }
+            self.deltas.push(Delta::Map {
+                coll: key.0,
+                name: key.1.to_vec(),
+                lpage: lp,
+                phys: p,
+                pages: n,
+            });
+            i += n as usize;
+        }
+    }
 }
 
 pub(crate) enum PlanOutcome {
@@ -241,25 +287,12 @@ impl<'a> Planner<'a> {
                     _ => out.overwrites.push((phys, 1)),
                 }
             }
-            match out.runs.last_mut() {
-                Some(r) if r.phys + r.pages as u64 == phys => r.pages += 1,
-                _ => out.runs.push(PlannedRun { phys, pages: 1 }),
-            }
+            out.push_run_page(phys);
             if !in_order {
                 out.data.extend_from_slice(&self.arena[at..at + PG]);
             }
         }
-        // The sums of every page written, after the maps that place them.
-        let mut sums = Vec::new();
-        for (phys, bytes) in out.run_data() {
-            for (i, chunk) in bytes.chunks(MAX_CSUM_PAGES * PG).enumerate() {
-                sums.push(Delta::Csum {
-                    phys: phys + (i * MAX_CSUM_PAGES) as u64,
-                    sums: chunk.chunks(PG).map(page_sum).collect(),
-                });
-            }
-        }
-        out.deltas.append(&mut sums);
+        out.push_sums();
     }
 
     // ---- shadow state -------------------------------------------------------------------
@@ -473,27 +506,10 @@ impl<'a> Planner<'a> {
         for &(lp, p) in &placed {
             sh.dirty.get_mut(&lp).expect("dirty").phys = Some(p);
         }
-        // One Map per run of consecutive logical and device pages. The shadow's extents
-        // stay as they are: the dirty pages answer for these pages from now on.
-        let mut i = 0;
-        while i < placed.len() {
-            let (lp, p) = placed[i];
-            let mut n = 1u32;
-            while i + (n as usize) < placed.len()
-                && n < self.max_extent_pages
-                && placed[i + n as usize] == (lp + u64::from(n), p + u64::from(n))
-            {
-                n += 1;
-            }
-            self.out.deltas.push(Delta::Map {
-                coll: key.coll,
-                name: key.name.clone(),
-                lpage: lp,
-                phys: p,
-                pages: n,
-            });
-            i += n as usize;
-        }
+        // The shadow's extents stay as they are: the dirty pages answer for these pages
+        // from now on.
+        self.out
+            .push_maps((key.coll, &key.name), &placed, self.max_extent_pages);
         Ok(())
     }
 }
