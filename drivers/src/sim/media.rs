@@ -102,7 +102,7 @@ impl Media {
         let blocks = (out.len() / self.block_size) as u64;
         let r = self.range(lba, blocks);
         out.copy_from_slice(&self.current[r]);
-        self.inflight.retain(|&(_, at)| at > now_ns);
+        self.forget_completed(now_ns);
         let bs = self.block_size;
         for &(seq, _) in self.inflight.iter().rev() {
             let Some(p) = seq
@@ -185,6 +185,7 @@ impl Media {
     /// Brings durability up to device time `now_ns`: completed FUA / write-through entries
     /// and completed flushes take effect; durable entries at the front are dropped.
     pub(crate) fn settle(&mut self, now_ns: u64) {
+        self.forget_completed(now_ns);
         let mut cutoff: Option<u64> = None;
         self.flushes.retain(|f| {
             if f.completes_at_ns <= now_ns {
@@ -206,6 +207,7 @@ impl Media {
     /// Cheap upkeep after a completion: drop entries at the front that are durable, or
     /// durable on a completion that has happened.
     pub(crate) fn trim(&mut self, now_ns: u64) {
+        self.forget_completed(now_ns);
         loop {
             match self.pending.front_mut() {
                 Some(p) if p.durable_on_completion && p.completes_at_ns <= now_ns => {
@@ -217,6 +219,12 @@ impl Media {
                 break;
             }
         }
+    }
+
+    /// Drops the writes completed by `now_ns` from `inflight`; without this a run of writes
+    /// with no read between would grow it without end.
+    fn forget_completed(&mut self, now_ns: u64) {
+        self.inflight.retain(|&(_, at)| at > now_ns);
     }
 
     fn pop_durable_front(&mut self) -> bool {
@@ -300,4 +308,23 @@ impl Media {
 fn block_of(p: &Pending, b: u64, bs: usize) -> &[u8] {
     let off = (b - p.lba) as usize * bs;
     &p.prior[off..off + bs]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn completed_writes_are_forgotten_without_a_read() {
+        let mut m = Media::new(vec![0; 8 * 512], 512, u64::MAX);
+        for i in 0..1000u64 {
+            m.write(i % 8, 1, Some(&[7; 512]), i * 10 + 10, true);
+            m.trim(i * 10 + 10);
+            assert!(m.inflight.is_empty(), "write {i} is complete");
+        }
+        m.write(0, 1, Some(&[1; 512]), 20_000, false);
+        m.write(1, 1, Some(&[2; 512]), 30_000, false);
+        m.settle(25_000);
+        assert_eq!(m.inflight.len(), 1, "the second write is still in flight");
+    }
 }
