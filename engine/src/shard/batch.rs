@@ -166,7 +166,7 @@ impl<Q: QueuePair> Shard<Q> {
         }
         let entries: Vec<usize> = self.ready.drain(..n).collect();
         self.ready_since = None;
-        let mut data = vec![0u8; (blocks * bs) as usize];
+        let mut data = self.spares.zeroed((blocks * bs) as usize);
         let mut at = HEADER_BYTES;
         let mut depends_on_data = false;
         let mut verify_data = false;
@@ -175,7 +175,7 @@ impl<Q: QueuePair> Shard<Q> {
             let t = &mut self.txns[slot];
             data[at..at + t.entry.len()].copy_from_slice(&t.entry);
             at += t.entry.len();
-            t.entry = Vec::new();
+            self.spares.give(std::mem::take(&mut t.entry));
             let serial_data = !t.full
                 && !t.path.verify()
                 && t.planned.as_ref().is_some_and(|p| !p.runs.is_empty());
@@ -313,7 +313,8 @@ impl<Q: QueuePair> Shard<Q> {
             }
             let b = self.batches.pop_front().expect("front exists");
             self.journal.durable_seq = b.seq;
-            for slot in b.entries {
+            self.spares.give(b.data);
+            for &slot in &b.entries {
                 self.commit(slot, b.seq);
             }
         }

@@ -24,6 +24,7 @@ pub(crate) mod plan;
 mod read;
 pub(crate) mod recovery;
 mod scrub;
+mod spares;
 mod verify;
 
 use std::collections::{HashMap, VecDeque};
@@ -46,6 +47,7 @@ use locks::{LockSet, Locks};
 use path::CommitPath;
 use plan::{plan_fresh_write, PlanOutcome, Planned, Planner};
 pub use scrub::{BadRange, ScrubCursor, ScrubReport};
+use spares::Spares;
 pub use verify::PageCheck;
 
 const PG: usize = PAGE as usize;
@@ -338,6 +340,8 @@ pub struct Shard<Q: QueuePair> {
     pub(crate) stats: ShardStats,
     pub(crate) failed: Option<String>,
     scratch: Vec<Completion>,
+    /// Entry, data and batch buffers of finished transactions, for the next ones.
+    spares: Spares,
 }
 
 /// The journal's ring positions, in device blocks.
@@ -405,7 +409,7 @@ impl<Q: QueuePair> Shard<Q> {
             planned: None,
             data: Vec::new(),
             write: None,
-            entry: Vec::new(),
+            entry: self.spares.take(),
             path: CommitPath::Serial,
             data_done: false,
         });
@@ -679,7 +683,10 @@ impl<Q: QueuePair> Shard<Q> {
     fn plan_once(&mut self, slot: usize) -> Result<PlanOutcome> {
         let max_ext = self.max_extent_pages();
         let t = &self.txns[slot];
-        if let Some(r) = plan_fresh_write(&self.table, &mut self.alloc, &t.txn, max_ext) {
+        let mut buf = self.spares.take();
+        let fresh = plan_fresh_write(&self.table, &mut self.alloc, &t.txn, max_ext, &mut buf);
+        self.spares.give(buf);
+        if let Some(r) = fresh {
             return r.map(PlanOutcome::Done);
         }
         Planner::new(&self.table, &mut self.alloc, &t.pages, max_ext).plan(&t.txn)
@@ -963,7 +970,9 @@ impl<Q: QueuePair> Shard<Q> {
     }
 
     fn release(&mut self, slot: usize) {
-        let t = self.txns.remove(slot);
+        let mut t = self.txns.remove(slot);
+        self.spares.give(std::mem::take(&mut t.data));
+        self.spares.give(std::mem::take(&mut t.entry));
         self.locks.release(&t.locks);
     }
 

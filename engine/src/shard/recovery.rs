@@ -15,6 +15,7 @@ use slab::Slab;
 use super::checkpoint::CkptHeader;
 use super::io::IoTable;
 use super::locks::Locks;
+use super::spares::Spares;
 use super::{CkptState, JournalPos, Shard, ShardConfig, ShardStats};
 use crate::alloc::Allocator;
 use crate::codec::Reader;
@@ -432,6 +433,7 @@ impl<Q: QueuePair> Shard<Q> {
             stats: ShardStats::default(),
             failed: None,
             scratch: Vec::new(),
+            spares: Spares::default(),
         };
         if report.batches > 0 || closed > 0 {
             shard.request_checkpoint();

@@ -21,12 +21,14 @@ use crate::txn::{Transaction, TxnOp};
 use crate::types::{Extent, PAGE};
 
 /// Plans `txn` when it is one write of fresh pages; `None` when it is not (the general
-/// planner then plans it). On error nothing stays allocated.
+/// planner then plans it). On error nothing stays allocated. A plan takes `buf`'s memory
+/// for its data (leaving `buf` empty).
 pub(crate) fn plan_fresh_write(
     table: &MetaTable,
     alloc: &mut Allocator,
     txn: &Transaction,
     max_extent_pages: u32,
+    buf: &mut Vec<u8>,
 ) -> Option<Result<Planned, StoreError>> {
     let [TxnOp::Write {
         coll,
@@ -92,7 +94,9 @@ pub(crate) fn plan_fresh_write(
         placed.windows(2).all(|w| w[0].1 < w[1].1),
         "extents in device order"
     );
-    out.data = vec![0u8; pages as usize * PG];
+    out.data = std::mem::take(buf);
+    out.data.clear();
+    out.data.resize(pages as usize * PG, 0);
     let lo = (offset % PAGE) as usize;
     out.data[lo..lo + data.len()].copy_from_slice(data);
     for &(_, phys) in &placed {
@@ -213,7 +217,7 @@ mod tests {
         let txn = write(2 * PAGE, 2 * PG, 1);
         let mut b = a.clone();
         let fast = flat(
-            plan_fresh_write(&t, &mut a, &txn, 8)
+            plan_fresh_write(&t, &mut a, &txn, 8, &mut Vec::new())
                 .expect("eligible")
                 .unwrap(),
         );
@@ -234,22 +238,27 @@ mod tests {
         // Overwrite of a mapped page; append after a partial last page; a mapped page past
         // the size (a SetSize does not unmap); two operations.
         let (t, mut a) = state(2 * PAGE, Some(&[(0, DATA_START, 2)]), &[(0, 2)], 0);
-        assert!(plan_fresh_write(&t, &mut a, &write(PAGE, 10, 0), 8).is_none());
+        assert!(plan_fresh_write(&t, &mut a, &write(PAGE, 10, 0), 8, &mut Vec::new()).is_none());
         let (t, mut a) = state(PAGE + 1, Some(&[(0, DATA_START, 2)]), &[(0, 2)], 0);
-        assert!(plan_fresh_write(&t, &mut a, &write(2 * PAGE, 10, 0), 8).is_none());
+        assert!(
+            plan_fresh_write(&t, &mut a, &write(2 * PAGE, 10, 0), 8, &mut Vec::new()).is_none()
+        );
         let (t, mut a) = state(PAGE, Some(&[(0, DATA_START, 3)]), &[(0, 3)], 0);
-        assert!(plan_fresh_write(&t, &mut a, &write(2 * PAGE, 10, 0), 8).is_none());
+        assert!(
+            plan_fresh_write(&t, &mut a, &write(2 * PAGE, 10, 0), 8, &mut Vec::new()).is_none()
+        );
         let (t, mut a) = state(0, None, &[], 0);
         let mut two = write(0, 10, 0);
         two.write(COLL, NAME, PAGE, [1; 10]);
-        assert!(plan_fresh_write(&t, &mut a, &two, 8).is_none());
+        assert!(plan_fresh_write(&t, &mut a, &two, 8, &mut Vec::new()).is_none());
         assert_eq!(a.free_pages(), 64, "nothing allocated when not eligible");
     }
 
     #[test]
     fn no_space_allocates_nothing() {
         let (t, mut a) = state(0, None, &[(0, 63)], 0);
-        let r = plan_fresh_write(&t, &mut a, &write(0, 2 * PG, 0), 8).expect("eligible");
+        let r = plan_fresh_write(&t, &mut a, &write(0, 2 * PG, 0), 8, &mut Vec::new())
+            .expect("eligible");
         assert!(matches!(r, Err(StoreError::NoSpace(_))), "{:?}", r.err());
         assert_eq!(a.free_pages(), 1);
     }
@@ -303,7 +312,7 @@ mod tests {
             let len = if to_size && offset < size { (size - offset) as usize } else { len };
             let txn = write(offset, len, seed);
             let mut b = a.clone();
-            let fast = plan_fresh_write(&t, &mut a, &txn, max);
+            let fast = plan_fresh_write(&t, &mut a, &txn, max, &mut vec![9; 100]);
             // Every write here lies past the object's mapped pages, on a page-aligned size.
             match fast {
                 None => prop_assert!(false, "a write past every mapped page is eligible"),
