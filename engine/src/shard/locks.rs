@@ -6,30 +6,50 @@
 //! against each other's committed results, and their journal entries follow their
 //! submission order. Waiting transactions start in submission order: a transaction never
 //! overtakes an earlier one it conflicts with.
+//!
+//! An object is locked by a 64-bit fingerprint of its collection and name, so taking a
+//! lock copies no name. Two objects whose fingerprints collide merely wait for each other:
+//! a conflict is never missed.
 
 use std::collections::{HashMap, HashSet};
+use std::hash::{DefaultHasher, Hash, Hasher};
 
 use crate::txn::{Transaction, TxnOp};
-use crate::types::{CollId, ObjKey};
+use crate::types::CollId;
+
+/// The lock of one object: a fingerprint of (collection, name).
+pub(crate) type ObjLock = u64;
+
+/// The lock of object `name` in `coll`. The same object always gives the same lock.
+pub(crate) fn obj_lock(coll: CollId, name: &[u8]) -> ObjLock {
+    // DefaultHasher::new() is SipHash with fixed keys: the same value on every call.
+    let mut h = DefaultHasher::new();
+    coll.hash(&mut h);
+    name.hash(&mut h);
+    h.finish()
+}
 
 /// The locks one transaction needs.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct LockSet {
-    pub(crate) objects: Vec<ObjKey>,
+    /// Sorted, without repeats.
+    pub(crate) objects: Vec<ObjLock>,
     /// Collections, and whether exclusively.
     pub(crate) colls: Vec<(CollId, bool)>,
 }
 
 impl LockSet {
     pub(crate) fn of(txn: &Transaction) -> LockSet {
-        let mut objects: Vec<ObjKey> = Vec::new();
-        let mut colls: Vec<(CollId, bool)> = Vec::new();
+        let n = txn.ops().len();
+        let mut objects: Vec<ObjLock> = Vec::with_capacity(n);
+        let mut colls: Vec<(CollId, bool)> = Vec::with_capacity(n);
         for op in txn.ops() {
             match op {
                 TxnOp::MkColl { coll } | TxnOp::RmColl { coll } => colls.push((*coll, true)),
                 other => {
-                    colls.push((other.coll(), false));
-                    objects.extend(other.objects());
+                    let coll = other.coll();
+                    colls.push((coll, false));
+                    objects.extend(other.names().map(|name| obj_lock(coll, name)));
                 }
             }
         }
@@ -55,7 +75,7 @@ impl LockSet {
 /// Locks held by running transactions.
 #[derive(Default)]
 pub(crate) struct Locks {
-    objects: HashSet<ObjKey>,
+    objects: HashSet<ObjLock>,
     /// Per collection: shared holders, and whether held exclusively.
     colls: HashMap<CollId, (u32, bool)>,
 }
@@ -77,8 +97,8 @@ impl Locks {
 
     pub(crate) fn acquire(&mut self, set: &LockSet) {
         debug_assert!(self.available(set));
-        for o in &set.objects {
-            self.objects.insert(o.clone());
+        for &o in &set.objects {
+            self.objects.insert(o);
         }
         for (c, excl) in &set.colls {
             let e = self.colls.entry(*c).or_insert((0, false));
@@ -130,17 +150,12 @@ mod tests {
             .touch(3, "x")
             .touch(1, "y");
         let set = LockSet::of(&t);
-        let names: Vec<(CollId, &[u8])> =
-            set.objects.iter().map(|k| (k.coll, &k.name[..])).collect();
-        assert_eq!(
-            names,
-            vec![
-                (1, &b"y"[..]),
-                (2, &b"a"[..]),
-                (2, &b"b"[..]),
-                (3, &b"x"[..])
-            ]
-        );
+        let mut want: Vec<ObjLock> = [(1, "y"), (2, "a"), (2, "b"), (3, "x")]
+            .iter()
+            .map(|&(c, n)| obj_lock(c, n.as_bytes()))
+            .collect();
+        want.sort_unstable();
+        assert_eq!(set.objects, want, "each object once, sorted");
         assert_eq!(set.colls, vec![(1, false), (2, false), (3, true)]);
 
         // An exclusive holder excludes a shared one, and the other way round.
@@ -154,5 +169,33 @@ mod tests {
         assert!(locks.available(&LockSet::of(&shared)));
         locks.release(&set);
         assert!(locks.is_empty());
+    }
+
+    #[test]
+    fn the_same_object_always_conflicts_and_others_do_not() {
+        let one = |c: CollId, n: &str| {
+            let mut t = Transaction::new();
+            t.touch(c, n);
+            LockSet::of(&t)
+        };
+        let mut locks = Locks::default();
+        locks.acquire(&one(1, "obj"));
+        assert!(
+            !locks.available(&one(1, "obj")),
+            "same name, same collection"
+        );
+        assert!(locks.available(&one(1, "obj2")));
+        assert!(
+            locks.available(&one(2, "obj")),
+            "same name, other collection"
+        );
+        assert!(locks.available(&one(1, "ob")), "a prefix is another object");
+        assert_eq!(obj_lock(7, b"x"), obj_lock(7, b"x"));
+        // A clone locks both its source and its destination.
+        let mut clone = Transaction::new();
+        clone.clone_object(1, "obj", "copy");
+        assert!(!locks.available(&LockSet::of(&clone)));
+        locks.release(&one(1, "obj"));
+        assert!(locks.available(&LockSet::of(&clone)));
     }
 }
