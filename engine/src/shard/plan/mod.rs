@@ -63,12 +63,7 @@ pub(crate) struct Planned {
 impl Planned {
     /// Each run with its bytes: (first device page, bytes).
     pub(crate) fn run_data(&self) -> impl Iterator<Item = (u64, &[u8])> {
-        let mut at = 0;
-        self.runs.iter().map(move |r| {
-            let bytes = &self.data[at..at + r.pages * PG];
-            at += r.pages * PG;
-            (r.phys, bytes)
-        })
+        runs_with_data(&self.runs, &self.data)
     }
 
     /// Adds device page `phys` (the next in device order) to the runs.
@@ -81,16 +76,14 @@ impl Planned {
 
     /// Appends the sums of every page written, after the maps that place them.
     fn push_sums(&mut self) {
-        let mut sums = Vec::with_capacity(self.runs.len());
-        for (phys, bytes) in self.run_data() {
+        for (phys, bytes) in runs_with_data(&self.runs, &self.data) {
             for (i, chunk) in bytes.chunks(MAX_CSUM_PAGES * PG).enumerate() {
-                sums.push(Delta::Csum {
+                self.deltas.push(Delta::Csum {
                     phys: phys + (i * MAX_CSUM_PAGES) as u64,
                     sums: chunk.chunks(PG).map(page_sum).collect(),
                 });
             }
         }
-        self.deltas.append(&mut sums);
     }
 
     /// Appends a `Map` per run of `placed` (logical page, device page) pairs that are
@@ -116,6 +109,19 @@ impl Planned {
             i += n as usize;
         }
     }
+}
+
+/// Each run with its bytes: `data` holds the runs' pages back to back.
+fn runs_with_data<'a>(
+    runs: &'a [PlannedRun],
+    data: &'a [u8],
+) -> impl Iterator<Item = (u64, &'a [u8])> {
+    let mut at = 0;
+    runs.iter().map(move |r| {
+        let bytes = &data[at..at + r.pages * PG];
+        at += r.pages * PG;
+        (r.phys, bytes)
+    })
 }
 
 pub(crate) enum PlanOutcome {
