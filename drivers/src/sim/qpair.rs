@@ -1,7 +1,7 @@
 //! A queue pair on the simulated device.
 
 use super::fault::Hit;
-use super::SimDevice;
+use super::{SimClock, SimDevice};
 use crate::command::{Command, Completion, Op};
 use crate::dma::DmaBuf;
 use crate::error::{DriverError, Rejected};
@@ -25,6 +25,9 @@ pub struct SimQpair {
     depth: u32,
     slots: Vec<Option<InFlight>>,
     free: Vec<u32>,
+    /// Occupied slots, in submission order: a poll looks at these only, so its cost follows
+    /// the commands in flight, not the queue's depth.
+    busy: Vec<u32>,
     stats: IoStats,
 }
 
@@ -36,6 +39,7 @@ impl SimQpair {
             depth,
             slots: (0..depth).map(|_| None).collect(),
             free: (0..depth).rev().collect(),
+            busy: Vec::with_capacity(depth as usize),
             stats: IoStats::default(),
         }
     }
@@ -47,7 +51,11 @@ impl SimQpair {
 
     /// Device time of the earliest pending completion (for a test driving a virtual clock).
     pub fn next_completion_ns(&self) -> Option<u64> {
-        self.slots.iter().flatten().map(|f| f.completes_at_ns).min()
+        self.busy
+            .iter()
+            .filter_map(|&i| self.slots[i as usize].as_ref())
+            .map(|f| f.completes_at_ns)
+            .min()
     }
 }
 
@@ -156,6 +164,7 @@ impl QueuePair for SimQpair {
         }
         drop(st);
         self.free.pop();
+        self.busy.push(slot);
         self.slots[slot as usize] = Some(InFlight {
             tag,
             op,
@@ -176,23 +185,29 @@ impl QueuePair for SimQpair {
             return 0;
         }
         let powered = self.dev.is_powered();
-        if let Some(next) = self.next_completion_ns() {
-            self.dev.clock().jump_to(next);
+        let clock = self.dev.clock();
+        if matches!(clock, SimClock::Discrete(_)) {
+            if let Some(next) = self.next_completion_ns() {
+                clock.jump_to(next);
+            }
         }
-        let now = self.dev.clock().now_ns();
+        let now = clock.now_ns();
         let mut n = 0;
         let mut flushed = false;
-        for (i, slot) in self.slots.iter_mut().enumerate() {
-            if n == max {
-                break;
-            }
-            let due = slot
-                .as_ref()
-                .is_some_and(|f| !powered || f.completes_at_ns <= now);
+        // Due commands complete in submission order; the rest keep theirs (compacted in place).
+        let mut kept = 0;
+        for k in 0..self.busy.len() {
+            let i = self.busy[k] as usize;
+            let due = n < max
+                && self.slots[i]
+                    .as_ref()
+                    .is_some_and(|f| !powered || f.completes_at_ns <= now);
             if !due {
+                self.busy[kept] = i as u32;
+                kept += 1;
                 continue;
             }
-            let f = slot.take().expect("due slot is occupied");
+            let f = self.slots[i].take().expect("due slot is occupied");
             self.free.push(i as u32);
             let result = match (powered, f.failed) {
                 (false, _) => Err(DriverError::PoweredOff { op: f.op }),
@@ -209,6 +224,7 @@ impl QueuePair for SimQpair {
             });
             n += 1;
         }
+        self.busy.truncate(kept);
         if n > 0 && powered {
             let mut st = self.dev.lock();
             if let Some(media) = st.media.as_mut() {
