@@ -32,12 +32,12 @@ impl DeviceJob for FsckJob {
     type Output = FsckOutput;
 
     fn run<D: BlockDevice + 'static>(self, device: D) -> Result<FsckOutput, BenchError> {
-        let store = Store::open(device, self.cfg).map_err(|source| BenchError::Store {
+        let mut store = Store::open(device, self.cfg).map_err(|source| BenchError::Store {
             what: "open (and recover) the store",
             source,
         })?;
-        let replay = store.replay_reports();
         let report = store.fsck();
+        let replay = store.replay_reports();
         Ok(FsckOutput {
             bench: "fsck",
             path: String::new(),

@@ -356,6 +356,21 @@ impl<D: BlockDevice> Store<D> {
         shard_for(coll, self.shards.len())
     }
 
+    /// The shard of `coll`, with every acknowledged transaction applied (shard/commit.rs).
+    fn settled(&mut self, coll: CollId) -> &mut Shard<D::Qpair> {
+        let s = self.shard_of(coll);
+        let sh = &mut self.shards[s];
+        sh.settle();
+        sh
+    }
+
+    /// Applies every acknowledged transaction of every shard.
+    fn settle_all(&mut self) {
+        for sh in &mut self.shards {
+            sh.settle();
+        }
+    }
+
     /// Queues a transaction; its result comes back through [`Store::take_completions`] or
     /// [`Store::wait`]. Errors here changed nothing.
     pub fn queue(&mut self, txn: Transaction) -> Result<TxnId> {
@@ -368,7 +383,7 @@ impl<D: BlockDevice> Store<D> {
     pub fn poll(&mut self) -> bool {
         let mut busy = false;
         for (i, sh) in self.shards.iter_mut().enumerate() {
-            busy |= sh.poll();
+            busy |= sh.turn();
             sh.take_completions(|id, r| self.done.push_back((id << 8 | i as u64, r)));
         }
         busy
@@ -419,8 +434,8 @@ impl<D: BlockDevice> Store<D> {
 
     /// The device page (of [`PAGE`] bytes) that holds byte `offset` of
     /// an object, or `None` for a hole: where scrub and fault-injection tests look.
-    pub fn device_page(&self, coll: CollId, name: &[u8], offset: u64) -> Result<Option<u64>> {
-        let o = self.shards[self.shard_of(coll)].object(coll, name)?;
+    pub fn device_page(&mut self, coll: CollId, name: &[u8], offset: u64) -> Result<Option<u64>> {
+        let o = self.settled(coll).object(coll, name)?;
         Ok(o.phys_of(offset / crate::types::PAGE))
     }
 
@@ -435,6 +450,7 @@ impl<D: BlockDevice> Store<D> {
         lpage: u64,
     ) -> Result<Option<Vec<u8>>> {
         let s = self.shard_of(coll);
+        self.shards[s].settle();
         let Some(phys) = self.shards[s].object(coll, name)?.phys_of(lpage) else {
             return Ok(None);
         };
@@ -443,14 +459,14 @@ impl<D: BlockDevice> Store<D> {
     }
 
     /// An object's size and counts.
-    pub fn stat(&self, coll: CollId, name: &[u8]) -> Result<ObjStat> {
-        let o = self.shards[self.shard_of(coll)].object(coll, name)?;
+    pub fn stat(&mut self, coll: CollId, name: &[u8]) -> Result<ObjStat> {
+        let o = self.settled(coll).object(coll, name)?;
         Ok(ObjStat::of(o))
     }
 
     /// An attribute's value.
-    pub fn getattr(&self, coll: CollId, name: &[u8], key: &[u8]) -> Result<Vec<u8>> {
-        let o = self.shards[self.shard_of(coll)].object(coll, name)?;
+    pub fn getattr(&mut self, coll: CollId, name: &[u8], key: &[u8]) -> Result<Vec<u8>> {
+        let o = self.settled(coll).object(coll, name)?;
         o.attrs
             .get(key)
             .cloned()
@@ -461,8 +477,8 @@ impl<D: BlockDevice> Store<D> {
     }
 
     /// An omap value.
-    pub fn omap_get(&self, coll: CollId, name: &[u8], key: &[u8]) -> Result<Vec<u8>> {
-        let o = self.shards[self.shard_of(coll)].object(coll, name)?;
+    pub fn omap_get(&mut self, coll: CollId, name: &[u8], key: &[u8]) -> Result<Vec<u8>> {
+        let o = self.settled(coll).object(coll, name)?;
         o.omap
             .get(key)
             .cloned()
@@ -473,15 +489,16 @@ impl<D: BlockDevice> Store<D> {
     }
 
     /// Every collection, in id order.
-    pub fn list_collections(&self) -> Vec<CollId> {
+    pub fn list_collections(&mut self) -> Vec<CollId> {
+        self.settle_all();
         let mut v: Vec<CollId> = self.shards.iter().flat_map(|s| s.table().colls()).collect();
         v.sort_unstable();
         v
     }
 
     /// Names of the objects of a collection, in name order.
-    pub fn list_objects(&self, coll: CollId) -> Result<Vec<Vec<u8>>> {
-        let t = self.shards[self.shard_of(coll)].table();
+    pub fn list_objects(&mut self, coll: CollId) -> Result<Vec<Vec<u8>>> {
+        let t = self.settled(coll).table();
         t.objects(coll)
             .map(|it| it.map(|(n, _)| n.to_vec()).collect())
             .ok_or(StoreError::NoSuchCollection(coll))
@@ -490,11 +507,11 @@ impl<D: BlockDevice> Store<D> {
     /// An object's attributes and omap, whole.
     #[allow(clippy::type_complexity)]
     pub fn attrs_and_omap(
-        &self,
+        &mut self,
         coll: CollId,
         name: &[u8],
     ) -> Result<(BTreeMap<Vec<u8>, Vec<u8>>, BTreeMap<Vec<u8>, Vec<u8>>)> {
-        let o = self.shards[self.shard_of(coll)].object(coll, name)?;
+        let o = self.settled(coll).object(coll, name)?;
         Ok((o.attrs.clone(), o.omap.clone()))
     }
 
@@ -509,6 +526,13 @@ impl<D: BlockDevice> Store<D> {
                 home_writes: a.home_writes || p.home_writes,
             }
         })
+    }
+
+    /// Transactions acknowledged but not yet applied to the in-memory table (they are
+    /// applied during the next turn, after its submissions; every read, listing, stat,
+    /// scrub and fsck applies them first: shard/commit.rs).
+    pub fn unapplied(&self) -> usize {
+        self.shards.iter().map(|s| s.unapplied()).sum()
     }
 
     /// True when no shard has anything queued or in flight.
@@ -535,7 +559,8 @@ impl<D: BlockDevice> Store<D> {
     }
 
     /// Checks every shard's metadata and allocator (see [`crate::fsck`]).
-    pub fn fsck(&self) -> FsckReport {
+    pub fn fsck(&mut self) -> FsckReport {
+        self.settle_all();
         let mut r = FsckReport::default();
         for sh in &self.shards {
             fsck_shard(sh, &mut r);

@@ -45,7 +45,7 @@ fn write(s: &mut Store<SimDevice>, name: &str, offset: u64, data: Vec<u8>) {
     s.submit_sync(t).unwrap();
 }
 
-fn lba_of(s: &Store<SimDevice>, name: &str, offset: u64) -> u64 {
+fn lba_of(s: &mut Store<SimDevice>, name: &str, offset: u64) -> u64 {
     s.device_page(1, name.as_bytes(), offset)
         .unwrap()
         .expect("mapped")
@@ -68,7 +68,8 @@ fn a_bit_flip_is_found_by_reads_and_scrub_and_names_object_and_range() {
     let dev = SimDevice::new(sim(false, 1)).unwrap();
     let mut s = two_objects(&dev);
     assert_eq!(s.scrub().unwrap().corrupt, vec![]);
-    dev.flip_bits(lba_of(&s, "a", PAGE) + 3, 100, 0x10).unwrap();
+    dev.flip_bits(lba_of(&mut s, "a", PAGE) + 3, 100, 0x10)
+        .unwrap();
     // A read of the page fails, naming the page's range; one that misses it works.
     match s.read(1, b"a", 0, 3 * PAGE as usize) {
         Err(e @ StoreError::DataCorrupt { .. }) => {
@@ -114,7 +115,7 @@ fn a_bit_flip_is_found_by_reads_and_scrub_and_names_object_and_range() {
 fn a_misdirected_write_is_found_where_it_landed_and_where_it_was_meant_to_go() {
     let dev = SimDevice::new(sim(false, 2)).unwrap();
     let mut s = two_objects(&dev);
-    let (a0, b0) = (lba_of(&s, "a", 0), lba_of(&s, "b", 0));
+    let (a0, b0) = (lba_of(&mut s, "a", 0), lba_of(&mut s, "b", 0));
     // The overwrite of a's first page writes its record first, then its data: the second
     // write from now is the data, sent to b's first page instead.
     dev.inject(Fault::Misdirect {
@@ -311,7 +312,7 @@ fn acknowledge_refuses_a_missing_object_and_leaves_corruption_alone() {
     let mut t = Transaction::new();
     t.acknowledge(1, b"nope".to_vec(), 0, PAGE);
     assert!(matches!(s.submit_sync(t), Err(StoreError::NoSuchObject(_))));
-    dev.flip_bits(lba_of(&s, "b", 0), 0, 1).unwrap();
+    dev.flip_bits(lba_of(&mut s, "b", 0), 0, 1).unwrap();
     let mut t = Transaction::new();
     t.acknowledge(1, b"b".to_vec(), 0, 2 * PAGE);
     s.submit_sync(t).unwrap();

@@ -611,7 +611,7 @@ fn metadata_past_the_checkpoint_slot_is_refused_not_fatal() {
     s.submit_sync(t).unwrap();
     let dev = s.device().clone();
     s.close().unwrap();
-    let s = Store::open(dev, small()).unwrap();
+    let mut s = Store::open(dev, small()).unwrap();
     assert_eq!(s.stat(1, b"o").unwrap().omap_keys, u64::from(i));
 }
 

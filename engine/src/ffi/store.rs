@@ -260,15 +260,15 @@ impl keel_store {
         }
     }
 
-    fn stat(&self, coll: u64, name: &[u8]) -> Result<crate::store::ObjStat> {
-        match &self.backend {
+    fn stat(&mut self, coll: u64, name: &[u8]) -> Result<crate::store::ObjStat> {
+        match &mut self.backend {
             Backend::Polled(s) => s.stat(coll, name),
             Backend::Reactors(e) => e.stat(coll, name),
         }
     }
 
-    fn lookup(&self, map: Map, coll: u64, name: &[u8], key: &[u8]) -> Result<Vec<u8>> {
-        match (&self.backend, map) {
+    fn lookup(&mut self, map: Map, coll: u64, name: &[u8], key: &[u8]) -> Result<Vec<u8>> {
+        match (&mut self.backend, map) {
             (Backend::Polled(s), Map::Attrs) => s.getattr(coll, name, key),
             (Backend::Polled(s), Map::Omap) => s.omap_get(coll, name, key),
             (Backend::Reactors(e), Map::Attrs) => e.getattr(coll, name, key),

@@ -64,6 +64,10 @@ pub enum PollerId {
     Txns,
     /// The journal batcher (group commit; its batch deadline is `max_batch_wait_us`).
     Journal,
+    /// Pushes the turn's submissions to the device, then applies the transactions
+    /// acknowledged by earlier turns (shard/commit.rs) while that I/O is in flight; the
+    /// transactions that waited for their locks start.
+    Apply,
     /// Checkpoints (when the journal fills, or asked for).
     Checkpoint,
     /// Finished transactions: run their callbacks or fill their completion rings; answer
@@ -77,7 +81,7 @@ pub enum PollerId {
 }
 
 /// How many pollers a reactor has.
-pub const POLLERS: usize = 8;
+pub const POLLERS: usize = 9;
 
 impl PollerId {
     /// Every poller, in turn order.
@@ -86,6 +90,7 @@ impl PollerId {
         PollerId::Qpairs,
         PollerId::Txns,
         PollerId::Journal,
+        PollerId::Apply,
         PollerId::Checkpoint,
         PollerId::Completions,
         PollerId::Timers,
@@ -99,6 +104,7 @@ impl PollerId {
             PollerId::Qpairs => "qpairs",
             PollerId::Txns => "txns",
             PollerId::Journal => "journal",
+            PollerId::Apply => "apply",
             PollerId::Checkpoint => "checkpoint",
             PollerId::Completions => "completions",
             PollerId::Timers => "timers",

@@ -198,8 +198,9 @@ impl<Q: QueuePair> Reactor<Q> {
         self.index
     }
 
-    /// Its shard.
-    pub fn shard(&self) -> &Shard<Q> {
+    /// Its shard, with every acknowledged transaction applied (shard/commit.rs).
+    pub fn shard(&mut self) -> &Shard<Q> {
+        self.shard.settle();
         &self.shard
     }
 
@@ -252,11 +253,13 @@ impl<Q: QueuePair> Reactor<Q> {
         busy[1] = self.shard.poll_qpairs();
         busy[2] = self.shard.poll_txns();
         busy[3] = self.shard.poll_journal();
-        busy[4] = self.shard.poll_checkpoint();
+        self.shard.kick();
+        busy[4] = self.shard.apply_earlier();
+        busy[5] = self.shard.poll_checkpoint();
         self.shard.poll_end();
-        busy[5] = self.poll_completions();
-        busy[6] = self.poll_timers();
-        busy[7] = self.poll_scrub();
+        busy[6] = self.poll_completions();
+        busy[7] = self.poll_timers();
+        busy[8] = self.poll_scrub();
         let s = &mut self.stats;
         s.iterations += 1;
         let any = busy.iter().any(|b| *b);
@@ -328,6 +331,8 @@ impl<Q: QueuePair> Reactor<Q> {
 
     fn answer(&mut self, q: Query) -> Result<Answer> {
         let sh = &mut self.shard;
+        // Answers reflect every transaction acknowledged so far (shard/commit.rs).
+        sh.settle();
         let missing = |coll, name: &[u8], key: &[u8]| StoreError::NoSuchAttr {
             key: ObjKey::new(coll, name.to_vec()),
             attr: String::from_utf8_lossy(key).into_owned(),

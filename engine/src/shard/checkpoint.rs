@@ -3,7 +3,8 @@
 //!
 //! ```text
 //!  Idle ──(asked, or journal past checkpoint_fill, and no batch in flight)──► snapshot
-//!    ──► Waiting (every I/O issued before the snapshot completes: home writes included)
+//!    ──► Waiting (every I/O issued before the snapshot completes, and every home write of
+//!        a transaction in the snapshot: some may not be issued yet, for want of buffers)
 //!    ──► [Flushing] (volatile cache) ──► Writing (FUA) ──► journal head moves; Idle
 //! ```
 //!
@@ -100,6 +101,9 @@ pub(crate) enum CkptState {
 pub(crate) struct Pending {
     data: Vec<u8>,
     io_mark: u64,
+    /// Full-journal transactions up to this id still writing home at the snapshot: the
+    /// checkpoint waits until they are home (their records are about to be dropped).
+    home_upto: Option<crate::TxnId>,
     next_pos: u64,
     generation: u64,
     slot: u8,
@@ -116,6 +120,9 @@ impl<Q: QueuePair> Shard<Q> {
 
     /// Takes the snapshot now (the caller checked no batch is in flight).
     fn snapshot(&mut self) -> Result<Pending> {
+        // The checkpoint lets the journal drop the records it covers: it must hold every
+        // acknowledged change.
+        self.settle();
         let payload = encode_table(&self.table);
         let generation = self.ckpt_gen + 1;
         let hdr = CkptHeader {
@@ -138,6 +145,7 @@ impl<Q: QueuePair> Shard<Q> {
         Ok(Pending {
             data,
             io_mark: self.io.mark(),
+            home_upto: self.newest_home_writer(),
             next_pos: self.journal.next_pos,
             generation,
             slot: self.ckpt_slot,
@@ -169,7 +177,8 @@ impl<Q: QueuePair> Shard<Q> {
                 true
             }
             CkptState::Waiting(p) => {
-                if self.io.oldest_inflight() < p.io_mark {
+                let home_pending = p.home_upto.is_some_and(|u| self.home_writing_upto(u));
+                if self.io.oldest_inflight() < p.io_mark || home_pending {
                     self.ckpt = CkptState::Waiting(p);
                     return false;
                 }

@@ -17,6 +17,7 @@
 
 mod batch;
 mod checkpoint;
+mod commit;
 mod io;
 mod locks;
 mod path;
@@ -32,7 +33,7 @@ use std::collections::{HashMap, VecDeque};
 use keel_drivers::{Command, Completion, DmaPool, DriverError, Geometry, QueuePair};
 use slab::Slab;
 
-use crate::alloc::{Allocator, FreeGate};
+use crate::alloc::Allocator;
 use crate::error::{Result, StoreError};
 use crate::journal::encode_parts;
 use crate::meta::MetaTable;
@@ -233,6 +234,9 @@ enum TxnState {
     Writing,
     Ready,
     InBatch,
+    /// Acknowledged (its record and data are durable), its changes not yet applied to
+    /// the table (commit.rs).
+    Committed,
     HomeWriting,
 }
 
@@ -329,6 +333,11 @@ pub struct Shard<Q: QueuePair> {
     pub(crate) overwriting: HashMap<u64, u32>,
     reads: Slab<ReadSlot>,
     completions: VecDeque<(TxnId, Result<()>)>,
+    /// Acknowledged transactions whose changes are not yet applied, oldest first, with
+    /// their batch's sequence number (commit.rs).
+    applying: VecDeque<(usize, u64)>,
+    /// How many of `applying` were acknowledged before this turn began.
+    acked_earlier: usize,
     /// `journal.durable_seq` when this turn began. A turn's end makes reusable only the
     /// pages freed by batches durable before it: the pages freed by the commits of this
     /// turn wait for the next turn's end, so a turn that acknowledges transactions does not
@@ -438,6 +447,7 @@ impl<Q: QueuePair> Shard<Q> {
             "locks leaked"
         );
         self.txns.is_empty()
+            && self.applying.is_empty()
             && self.io.is_idle()
             && self.batches.is_empty()
             && matches!(self.ckpt, CkptState::Idle)
@@ -449,32 +459,45 @@ impl<Q: QueuePair> Shard<Q> {
             data_writes: self.txns.iter().any(|(_, t)| t.state == TxnState::Writing),
             batch: !self.batches.is_empty(),
             checkpoint: !matches!(self.ckpt, CkptState::Idle),
-            home_writes: self
-                .txns
-                .iter()
-                .any(|(_, t)| t.state == TxnState::HomeWriting),
+            // An acknowledged full-journal transaction writes home once applied.
+            home_writes: self.txns.iter().any(|(_, t)| {
+                t.state == TxnState::HomeWriting || (t.state == TxnState::Committed && t.full)
+            }),
         }
     }
 
     // ---- the poll loop ------------------------------------------------------------------
 
-    /// One turn of the reactor: reap completions, advance every transaction, group-commit,
-    /// checkpoint. Returns true if anything happened (Busy), false when idle.
+    /// One turn: reap completions, advance every transaction, group-commit, checkpoint,
+    /// then apply what was acknowledged. Returns true if anything happened (Busy), false
+    /// when idle. Every acknowledged transaction is applied when it returns.
     pub fn poll(&mut self) -> bool {
+        let busy = self.turn();
+        self.settle();
+        busy
+    }
+
+    /// One turn of the store: like [`poll`](Self::poll), but the transactions this turn
+    /// acknowledges are applied by the next turn, after its submissions (commit.rs); the
+    /// store settles before anything reads committed state.
+    pub(crate) fn turn(&mut self) -> bool {
         let mut busy = false;
         busy |= self.poll_qpairs();
         busy |= self.poll_txns();
         busy |= self.poll_journal();
+        self.kick();
+        busy |= self.apply_earlier();
         busy |= self.poll_checkpoint();
         self.poll_end();
         busy
     }
 
-    // The steps of `poll`, one per reactor poller (crate::reactor); run in this order,
-    // they are `poll`.
+    // The steps of `turn`, one per reactor poller (crate::reactor); run in this order,
+    // they are `turn`.
 
     /// Reaps the completions of both queue pairs.
     pub(crate) fn poll_qpairs(&mut self) -> bool {
+        self.begin_turn();
         self.frees_upto_seq = self.journal.durable_seq;
         self.reap()
     }
@@ -500,6 +523,13 @@ impl<Q: QueuePair> Shard<Q> {
         self.ckpt_step()
     }
 
+    /// Pushes what the turn queued so far to the device.
+    pub(crate) fn kick(&mut self) {
+        if let Err(e) = self.data_qp.kick().and_then(|_| self.journal_qp.kick()) {
+            self.fail(format!("submitting to the device: {e}"));
+        }
+    }
+
     /// Ends a turn: gated frees, and pushes what the turn queued to the device.
     pub(crate) fn poll_end(&mut self) {
         self.alloc.advance_some(
@@ -507,9 +537,7 @@ impl<Q: QueuePair> Shard<Q> {
             self.io.oldest_inflight(),
             FREES_PER_TURN,
         );
-        if let Err(e) = self.data_qp.kick().and_then(|_| self.journal_qp.kick()) {
-            self.fail(format!("submitting to the device: {e}"));
-        }
+        self.kick();
     }
 
     /// Why the shard stopped, if it did.
@@ -640,10 +668,12 @@ impl<Q: QueuePair> Shard<Q> {
         }
         log::error!("shard {}: stopping: {why}", self.id);
         self.failed = Some(why.clone());
+        // Acknowledged transactions stay: committed state remains readable.
+        self.settle();
         let slots: Vec<usize> = self.txns.iter().map(|(k, _)| k).collect();
         for slot in slots {
             let t = &self.txns[slot];
-            if t.state != TxnState::HomeWriting {
+            if !matches!(t.state, TxnState::HomeWriting | TxnState::Committed) {
                 self.completions
                     .push_back((t.id, Err(StoreError::Failed(why.clone()))));
                 self.stats.txns_failed += 1;
@@ -694,6 +724,10 @@ impl<Q: QueuePair> Shard<Q> {
 
     fn plan_txn(&mut self, slot: usize) {
         let mut outcome = self.plan_once(slot);
+        if matches!(outcome, Err(StoreError::NoSpace(_))) {
+            // Acknowledged transactions not yet applied may free pages.
+            self.settle();
+        }
         if matches!(outcome, Err(StoreError::NoSpace(_)))
             && self
                 .alloc
@@ -902,78 +936,6 @@ impl<Q: QueuePair> Shard<Q> {
             self.writers.pop_front();
         }
         any
-    }
-
-    /// The batch holding this transaction is durable: apply, acknowledge, then (full
-    /// journal) write home.
-    pub(crate) fn commit(&mut self, slot: usize, seq: u64) {
-        let t = &mut self.txns[slot];
-        let id = t.id;
-        let planned = t
-            .planned
-            .take()
-            .expect("committed transactions are planned");
-        if t.path == CommitPath::Parallel {
-            self.stats.parallel_txns += 1;
-        }
-        for &(phys, pages) in &planned.overwrites {
-            for p in phys..phys + u64::from(pages) {
-                self.overwriting.remove(&p);
-            }
-        }
-        let mut freed = Vec::new();
-        for d in &planned.deltas {
-            if let Err(e) = self.table.apply(d, &mut freed) {
-                // Planning never emits a delta the table refuses: the in-memory state is
-                // no longer trustworthy.
-                self.fail(format!("committing txn {id}: {e}"));
-                return;
-            }
-        }
-        // Every I/O issued so far (issue numbers below mark()) must finish before the freed
-        // pages are reused; the gate passes when the oldest in flight is past the last one.
-        let gate = FreeGate {
-            batch_seq: seq,
-            io_mark: self.io.mark().saturating_sub(1),
-        };
-        for e in freed {
-            self.alloc.defer_free(e, gate);
-        }
-        let t = &mut self.txns[slot];
-        self.stats.txns_committed += 1;
-        self.stats.client_bytes += t.data_bytes;
-        self.stats.fresh_pages += planned.fresh_pages;
-        self.stats.overwrite_pages += planned.overwrite_pages;
-        self.completions.push_back((t.id, Ok(())));
-        if t.full {
-            self.stats.full_journal_txns += 1;
-        }
-        if t.full && t.write.as_ref().is_some_and(|w| !w.all_issued()) {
-            t.state = TxnState::HomeWriting;
-            // Reads see acknowledged data while it travels home.
-            let mut off = 0;
-            for r in &planned.runs {
-                for i in 0..r.pages as u64 {
-                    self.overlay.insert(r.phys + i, (slot, off));
-                    off += PG;
-                }
-            }
-            self.writers.push_back(slot);
-        } else {
-            self.release(slot);
-        }
-    }
-
-    fn finish_home(&mut self, slot: usize) {
-        self.overlay.retain(|_, (s, _)| *s != slot);
-        self.release(slot);
-    }
-
-    fn release(&mut self, slot: usize) {
-        let mut t = self.txns.remove(slot);
-        self.spares.give(std::mem::take(&mut t.data));
-        self.spares.give(std::mem::take(&mut t.entry));
-        self.locks.release(&t.locks);
     }
 
     /// Ends a transaction that failed before its entry was written: nothing of it is

@@ -12,8 +12,13 @@ use crate::types::{CollId, ObjKey, PAGE};
 impl<Q: QueuePair> Shard<Q> {
     // ---- reads --------------------------------------------------------------------------
 
-    /// Committed metadata of an object.
+    /// Committed metadata of an object. The shard must be settled (commit.rs): after
+    /// [`poll`](Self::poll) it is.
     pub fn object(&self, coll: CollId, name: &[u8]) -> Result<&Object> {
+        debug_assert!(
+            self.is_settled(),
+            "object(): acknowledged changes unapplied"
+        );
         if !self.table.has_coll(coll) {
             return Err(StoreError::NoSuchCollection(coll));
         }
@@ -22,8 +27,10 @@ impl<Q: QueuePair> Shard<Q> {
             .ok_or_else(|| StoreError::NoSuchObject(ObjKey::new(coll, name.to_vec())))
     }
 
-    /// The committed metadata table.
+    /// The committed metadata table. The shard must be settled (commit.rs): after
+    /// [`poll`](Self::poll) it is.
     pub fn table(&self) -> &MetaTable {
+        debug_assert!(self.is_settled(), "table(): acknowledged changes unapplied");
         &self.table
     }
 
@@ -32,6 +39,7 @@ impl<Q: QueuePair> Shard<Q> {
     /// device is checked against its sum: a mismatch fails the read with
     /// [`StoreError::DataCorrupt`] or [`StoreError::TornOverwrite`] naming the range.
     pub fn read(&mut self, coll: CollId, name: &[u8], offset: u64, len: usize) -> Result<Vec<u8>> {
+        self.settle();
         loop {
             match self.read_once(coll, name, offset, len)? {
                 Some(out) => return Ok(out),

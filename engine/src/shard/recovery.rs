@@ -428,6 +428,8 @@ impl<Q: QueuePair> Shard<Q> {
             overwriting: HashMap::new(),
             reads: Slab::new(),
             completions: VecDeque::new(),
+            applying: VecDeque::new(),
+            acked_earlier: 0,
             frees_upto_seq: seq - 1,
             next_txn: 1,
             stats: ShardStats::default(),

@@ -112,6 +112,7 @@ impl<Q: QueuePair> Shard<Q> {
         max_pages: u64,
         report: &mut ScrubReport,
     ) -> Result<u64> {
+        self.settle();
         let todo: Vec<(ObjKey, u64, u64)> = self
             .table
             .pages_from(cursor.coll, &cursor.name, cursor.lpage)
@@ -174,6 +175,7 @@ impl<Q: QueuePair> Shard<Q> {
     /// Reads the device pages of `pages` (object, logical page, device page), without
     /// checking them, into one buffer in order.
     pub(crate) fn read_raw(&mut self, pages: &[(ObjKey, u64, u64)]) -> Result<Vec<u8>> {
+        self.settle();
         // Runs of consecutive device pages of one object, one buffer each.
         let per_buf = (self.cfg.io_buf_bytes / PG).max(1) as u64;
         let mut runs: Vec<(usize, u64)> = Vec::new(); // (first index, pages)
