@@ -407,6 +407,11 @@ impl Allocator {
         self.advance_some(durable_seq, oldest_inflight_io, usize::MAX)
     }
 
+    /// Freed extents waiting for their gates.
+    pub fn deferred_extents(&self) -> usize {
+        self.deferred.len()
+    }
+
     /// As [`advance`](Self::advance), but makes at most `max_extents` extents allocatable;
     /// the rest of those whose gate has passed wait for the next call. Freeing an extent
     /// costs a few B-tree operations; a removed object of a million scattered pages would

@@ -57,6 +57,8 @@ const PG: usize = PAGE as usize;
 /// of an object of many scattered extents is spread over turns instead of stalling one.
 /// Planning that runs out of space releases every passed free at once.
 const FREES_PER_TURN: usize = 16;
+/// Gated frees past which a turn frees even when it acknowledges transactions.
+const FREES_BACKLOG: usize = 4 * FREES_PER_TURN;
 
 /// Tuning of one shard, fixed at open.
 #[derive(Clone, Debug)]
@@ -530,13 +532,19 @@ impl<Q: QueuePair> Shard<Q> {
         }
     }
 
-    /// Ends a turn: gated frees, and pushes what the turn queued to the device.
+    /// Ends a turn: gated frees, and pushes what the turn queued to the device. A turn
+    /// that acknowledges transactions frees nothing unless frees are backing up: its
+    /// acknowledgements reach the client only when it ends, and a later turn (at queue
+    /// depth 1, one whose writes are in flight) has the time.
     pub(crate) fn poll_end(&mut self) {
-        self.alloc.advance_some(
-            self.frees_upto_seq,
-            self.io.oldest_inflight(),
-            FREES_PER_TURN,
-        );
+        let backlog = self.alloc.deferred_extents() > FREES_BACKLOG;
+        if self.completions.is_empty() || backlog {
+            self.alloc.advance_some(
+                self.frees_upto_seq,
+                self.io.oldest_inflight(),
+                FREES_PER_TURN,
+            );
+        }
         self.kick();
     }
 
