@@ -3,7 +3,7 @@
 //! latency holds on a virtual clock, injected faults surface as typed errors, and the
 //! silent ones (bit flips at rest, misdirected writes) corrupt exactly what they say.
 
-use keel_drivers::sim::{Fault, SimClock, SimConfig, SimDevice, SimImage};
+use keel_drivers::sim::{Fault, SimClock, SimConfig, SimDevice, SimImage, SimQpair};
 use keel_drivers::{
     BlockDevice, Command, Completion, DmaBuf, DmaPool, DmaSource, DriverError, NvmeStatus, Op,
     PoolConfig, QpairOptions, QueuePair,
@@ -225,15 +225,22 @@ fn libc_eagain() -> i32 {
     11
 }
 
-#[test]
-fn latency_is_respected_on_a_virtual_clock() {
+/// A queue pair of `depth` on a 16-block device whose commands take `latency_ns` on
+/// `parallelism` channels, timed by a virtual clock the test moves.
+fn timed_qpair(latency_ns: u64, parallelism: u32, depth: u32) -> (SimClock, SimQpair) {
     let mut c = cfg(16);
     let clock = SimClock::virtual_clock();
     c.clock = clock.clone();
-    c.latency_ns = 10_000;
-    c.parallelism = 1;
+    c.latency_ns = latency_ns;
+    c.parallelism = parallelism;
     let dev = SimDevice::new(c).unwrap();
-    let mut qp = dev.open_qpair(&QpairOptions::depth(4)).unwrap();
+    let qp = dev.open_qpair(&QpairOptions::depth(depth)).unwrap();
+    (clock, qp)
+}
+
+#[test]
+fn latency_is_respected_on_a_virtual_clock() {
+    let (clock, mut qp) = timed_qpair(10_000, 1, 4);
     for tag in 0..3 {
         qp.submit(tag, Command::Flush).unwrap();
     }
@@ -451,13 +458,7 @@ fn same_seed_same_image() {
 /// reuses freed slots while the rest stay in flight.
 #[test]
 fn polls_complete_due_commands_out_of_the_middle_and_honour_max() {
-    let mut c = cfg(16);
-    let clock = SimClock::virtual_clock();
-    c.clock = clock.clone();
-    c.latency_ns = 10_000;
-    c.parallelism = 8;
-    let dev = SimDevice::new(c).unwrap();
-    let mut qp = dev.open_qpair(&QpairOptions::depth(4)).unwrap();
+    let (clock, mut qp) = timed_qpair(10_000, 8, 4);
     let mut done = Vec::new();
     // Tag 0 is due at 10 us, tag 1 at 15 us, tag 3 at 17 us.
     qp.submit(0, Command::Flush).unwrap();

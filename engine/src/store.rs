@@ -449,12 +449,11 @@ impl<D: BlockDevice> Store<D> {
         name: &[u8],
         lpage: u64,
     ) -> Result<Option<Vec<u8>>> {
-        let s = self.shard_of(coll);
-        self.shards[s].settle();
-        let Some(phys) = self.shards[s].object(coll, name)?.phys_of(lpage) else {
+        let Some(phys) = self.settled(coll).object(coll, name)?.phys_of(lpage) else {
             return Ok(None);
         };
         let key = crate::types::ObjKey::new(coll, name.to_vec());
+        let s = self.shard_of(coll);
         self.shards[s].read_raw(&[(key, lpage, phys)]).map(Some)
     }
 

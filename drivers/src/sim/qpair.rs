@@ -77,7 +77,7 @@ impl QueuePair for SimQpair {
     }
 
     fn in_flight(&self) -> u32 {
-        self.depth - self.free.len() as u32
+        self.busy.len() as u32
     }
 
     fn submit(&mut self, tag: u64, mut cmd: Command) -> Result<(), Rejected> {
@@ -181,7 +181,7 @@ impl QueuePair for SimQpair {
     }
 
     fn poll(&mut self, max: u32, on_done: &mut dyn FnMut(Completion)) -> u32 {
-        if self.free.len() as u32 == self.depth || max == 0 {
+        if self.busy.is_empty() || max == 0 {
             return 0;
         }
         let powered = self.dev.is_powered();

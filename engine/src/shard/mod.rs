@@ -733,17 +733,13 @@ impl<Q: QueuePair> Shard<Q> {
     fn plan_txn(&mut self, slot: usize) {
         let mut outcome = self.plan_once(slot);
         if matches!(outcome, Err(StoreError::NoSpace(_))) {
-            // Acknowledged transactions not yet applied may free pages.
+            // Acknowledged transactions not yet applied may free pages, and pages freed by
+            // this turn's commits may still be waiting: plan again with them.
             self.settle();
-        }
-        if matches!(outcome, Err(StoreError::NoSpace(_)))
-            && self
-                .alloc
-                .advance(self.journal.durable_seq, self.io.oldest_inflight())
-                > 0
-        {
-            // Pages freed by this turn's commits were still waiting: plan again with them.
-            outcome = self.plan_once(slot);
+            let durable = self.journal.durable_seq;
+            if self.alloc.advance(durable, self.io.oldest_inflight()) > 0 {
+                outcome = self.plan_once(slot);
+            }
         }
         match outcome {
             Err(e) => self.finish_txn(slot, Err(e)),
