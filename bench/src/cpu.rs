@@ -17,13 +17,15 @@ impl CpuTime {
     /// The process's CPU time so far.
     pub fn now() -> CpuTime {
         let mut usage = MaybeUninit::<libc::rusage>::zeroed();
-        // SAFETY: getrusage writes one rusage through the pointer, which points to memory
+        // `getrusage` writes one rusage through the pointer, which points to memory
         // of that type; RUSAGE_SELF is a valid `who`.
+        // SAFETY: getrusage writes only into `usage`.
         let rc = unsafe { libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr()) };
         // It fails only for a bad `who` or pointer, neither of which can happen here.
         assert_eq!(rc, 0, "getrusage(RUSAGE_SELF) failed");
-        // SAFETY: zero-initialised and then filled by a successful getrusage; every field is
+        // Zero-initialised and then filled by a successful getrusage; every field is
         // a plain integer, for which any bit pattern is valid.
+        // SAFETY: `usage` is initialised.
         let usage = unsafe { usage.assume_init() };
         let secs = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 * 1e-6;
         CpuTime {

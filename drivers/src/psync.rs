@@ -446,8 +446,9 @@ fn zero_range(file: &File, backing: Backing, offset: u64, len: u64) -> io::Resul
             }
             Backing::BlockDevice => {
                 let range: [u64; 2] = [offset, len];
-                // SAFETY: BLKZEROOUT reads two u64s (start, length) through the pointer,
+                // BLKZEROOUT reads two u64s (start, length) through the pointer,
                 // which points at `range`, alive and unaliased for the whole call.
+                // SAFETY: the kernel reads only `range`.
                 unsafe { libc::ioctl(fd, BLKZEROOUT, range.as_ptr()) }
             }
         };

@@ -21,8 +21,9 @@ const SIM_BYTES: u64 = 64 << 20;
 /// `struct keel_opts` as `keel_opts_init` leaves it.
 fn opts() -> keel_opts {
     let mut o = MaybeUninit::<keel_opts>::uninit();
-    // SAFETY: `o` is writable and aligned for a keel_opts; keel_opts_init writes all
+    // `o` is writable and aligned for a keel_opts; keel_opts_init writes all
     // size_of::<keel_opts>() bytes (zeroes, valid for every field) and the size.
+    // SAFETY: keel_opts_init writes a whole keel_opts into `o`.
     unsafe {
         keel_opts_init(o.as_mut_ptr(), size_of::<keel_opts>());
         o.assume_init()
@@ -40,8 +41,9 @@ fn sim_opts() -> keel_opts {
 /// `keel_store_open`'s return code and handle.
 fn open(o: &keel_opts) -> (c_int, *mut keel_store) {
     let mut s = null_mut();
-    // SAFETY: `o` is a whole keel_opts with opts_size bytes readable (or a smaller size);
+    // `o` is a whole keel_opts with opts_size bytes readable (or a smaller size);
     // its pointers are NULL or valid; `s` is a writable pointer.
+    // SAFETY: the arguments meet keel_store_open's contract.
     let rc = unsafe { keel_store_open(o, &mut s) };
     (rc, s)
 }
@@ -403,8 +405,9 @@ fn a_panic_is_eio_and_poisons_only_its_handle() {
 static CALLS: AtomicUsize = AtomicUsize::new(0);
 
 unsafe extern "C" fn count(arg: *mut c_void, status: c_int) {
-    // SAFETY: every submit in this test passes a pointer to a live Vec<c_int>, used by this
+    // Every submit in this test passes a pointer to a live Vec<c_int>, used by this
     // thread only.
+    // SAFETY: `arg` is a live Vec<c_int> this thread alone uses.
     let statuses = unsafe { &mut *arg.cast::<Vec<c_int>>() };
     statuses.push(status);
     CALLS.fetch_add(1, Ordering::Relaxed);

@@ -24,8 +24,9 @@ use cli::{Cli, Driver};
 fn block_signals() -> libc::sigset_t {
     // SAFETY: sigset_t is plain data; sigemptyset initialises it before use.
     let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
-    // SAFETY: `set` is a valid sigset_t owned by this frame; the calls only write to it
+    // `set` is a valid sigset_t owned by this frame; the calls only write to it
     // and to this thread's signal mask.
+    // SAFETY: only `set` and this thread's mask are written.
     unsafe {
         libc::sigemptyset(&mut set);
         libc::sigaddset(&mut set, libc::SIGINT);

@@ -41,9 +41,10 @@ impl DmaBuf {
 
     /// The bytes up to the length.
     pub fn as_slice(&self) -> &[u8] {
-        // SAFETY: the slot [offset, offset + capacity) is owned by this DmaBuf alone (a slot
+        // The slot [offset, offset + capacity) is owned by this DmaBuf alone (a slot
         // is in the free list or in exactly one DmaBuf), len <= capacity, and no command is
         // in flight on it while the caller holds it.
+        // SAFETY: the slice covers bytes this buffer alone owns.
         unsafe { std::slice::from_raw_parts(self.as_ptr(), self.len) }
     }
 

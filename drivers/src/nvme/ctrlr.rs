@@ -167,8 +167,9 @@ impl Admin {
         let sqe = SubmissionEntry::identify(cns, nsid, self.page.dev());
         self.exec(regs, sqe, timeout)?;
         let mut out = vec![0u8; IDENTIFY_BYTES];
-        // SAFETY: the page chunk is IDENTIFY_BYTES long, ours, and the controller finished
+        // The page chunk is IDENTIFY_BYTES long, ours, and the controller finished
         // writing it (its completion came back).
+        // SAFETY: the identify data is ours to read.
         unsafe {
             std::ptr::copy_nonoverlapping(self.page.ptr().as_ptr(), out.as_mut_ptr(), out.len())
         };
@@ -184,8 +185,9 @@ impl Controller {
         access: Access,
         config: NvmeConfig,
     ) -> Result<Self, NvmeError> {
-        // SAFETY: bar is BAR0 mapped for its whole length, and is kept (in the returned
+        // `bar` is BAR0 mapped for its whole length, and is kept (in the returned
         // Controller) for as long as the registers.
+        // SAFETY: the registers stay mapped as long as they are used.
         let regs = unsafe { Registers::new(bar.ptr(), bar.bytes()) };
         let cap = regs.cap();
         let csts = regs.csts();
@@ -222,9 +224,10 @@ impl Controller {
         let page = chunks.alloc(IDENTIFY_BYTES)?;
         let (asq, acq) = (rings.dev(), rings.dev() + 4096);
         let stride = cap.doorbell_stride_bytes();
-        // SAFETY: the rings chunk holds 32 SQ entries (2 KiB) then, at +4 KiB, 32 CQ
+        // The rings chunk holds 32 SQ entries (2 KiB) then, at +4 KiB, 32 CQ
         // entries, zeroed; it lives in Admin next to the queue, and the controller is
         // disabled (at the latest by the shutdown in Drop) before it is freed.
+        // SAFETY: the admin rings outlive the queue.
         let queue = unsafe {
             Queue::new(
                 0,

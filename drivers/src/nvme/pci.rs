@@ -127,8 +127,9 @@ impl BarMap {
 
 impl Drop for BarMap {
     fn drop(&mut self) {
-        // SAFETY: ptr/len are exactly the mapping made in map(); nothing uses it any more
+        // `ptr`/`len` are exactly the mapping made in map(); nothing uses it any more
         // (the register block and doorbells are dropped before this).
+        // SAFETY: the mapping is unmapped once, and nothing uses it.
         unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
     }
 }

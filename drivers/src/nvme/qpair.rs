@@ -162,9 +162,10 @@ impl NvmeQpair {
             ctrlr.free_qid(qid);
             return Err(e.open(format!("{}: create I/O SQ {qid}", what())));
         }
-        // SAFETY: the rings chunk holds `entries` SQ entries, then at sq_bytes `entries`
+        // The rings chunk holds `entries` SQ entries, then at sq_bytes `entries`
         // zeroed CQ entries; it stays in this queue pair until Drop has deleted the queues
         // (or is leaked when that fails). The doorbells are this qid's, used by no one else.
+        // SAFETY: the rings and doorbells outlive the queue and are its alone.
         let queue = unsafe {
             Queue::new(
                 qid,
@@ -311,9 +312,10 @@ impl NvmeQpair {
             };
             let lists = self.lists.as_ref().expect("lists live until drop");
             let list_off = usize::from(cid) * self.list_stride;
-            // SAFETY: the list area of this cid lies inside the lists chunk
+            // The list area of this cid lies inside the lists chunk
             // (cids * list_stride bytes, 64-byte aligned slots); no command in flight uses
             // it (the cid was free) and the device reads it only after the doorbell.
+            // SAFETY: the list area is this command's alone.
             let list = unsafe {
                 std::slice::from_raw_parts_mut(
                     lists.ptr().as_ptr().add(list_off).cast::<u64>(),

@@ -112,8 +112,9 @@ impl Queue {
             self.qid,
             self.capacity()
         );
-        // SAFETY: sq_tail < entries: inside the SQ memory (new's contract); the slot is not
+        // `sq_tail` < entries: inside the SQ memory (new's contract); the slot is not
         // read by the controller until the doorbell says so. Volatile: the device reads it.
+        // SAFETY: the SQ slot is in bounds and not yet the device's.
         unsafe {
             self.sq
                 .as_ptr()
@@ -147,9 +148,10 @@ impl Queue {
     pub fn reap(&mut self, max: u32, mut f: impl FnMut(CompletionEntry)) -> u32 {
         let mut n = 0;
         while n < max {
-            // SAFETY: cq_head < entries: inside the CQ memory (new's contract). Only the
+            // `cq_head` < entries: inside the CQ memory (new's contract). Only the
             // status field is read first: the device writes the entry whole, phase last in
             // effect, and the fence below orders the rest of the read after it.
+            // SAFETY: the CQ slot is in bounds.
             let slot = unsafe { self.cq.as_ptr().add(usize::from(self.cq_head)) };
             // SAFETY: as above; addr_of! makes no reference to device-written memory.
             let status = unsafe { addr_of!((*slot).status).read_volatile() };
@@ -266,8 +268,9 @@ pub(crate) mod tests {
 
         pub(crate) fn queue(&mut self) -> Queue {
             let entries = self.sq.len() as u16;
-            // SAFETY: the doorbells are plain u32s in boxes that outlive the queue (the test
+            // The doorbells are plain u32s in boxes that outlive the queue (the test
             // keeps the controller alive); nothing else writes them.
+            // SAFETY: the doorbells are valid and unshared.
             let (sq_db, cq_db) = unsafe {
                 (
                     Doorbell::new(NonNull::from(&mut *self.sq_db)),

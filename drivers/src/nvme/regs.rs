@@ -214,8 +214,9 @@ impl Registers {
     }
 
     fn read32(&self, reg: *const u32) -> u32 {
-        // SAFETY: `reg` is a field of the register block, inside the mapping (new's
+        // `reg` is a field of the register block, inside the mapping (new's
         // contract); volatile: the device changes it.
+        // SAFETY: the register read is in bounds.
         unsafe { reg.read_volatile() }
     }
 
@@ -317,8 +318,9 @@ impl Registers {
             "doorbell {off:#x} past BAR0 ({:#x})",
             self.len
         );
-        // SAFETY: off + 4 <= len: inside the mapping, which outlives the Doorbell (the
+        // `off + 4 <= len`: inside the mapping, which outlives the Doorbell (the
         // controller keeps the mapping alive as long as any queue exists).
+        // SAFETY: the doorbell pointer is in bounds and outlives its use.
         let ptr = unsafe { self.base.cast::<u8>().add(off).cast::<u32>() };
         // SAFETY: as above; doorbells are 4-byte aligned (1000h + multiple of 4).
         unsafe { Doorbell::new(ptr) }

@@ -96,8 +96,9 @@ const _: () = {
 const IOVA_BASE: u64 = 1 << 32;
 
 fn ioctl(fd: &File, req: u64, arg: libc::c_ulong, what: &str) -> Result<i32, NvmeError> {
-    // SAFETY: `req` is a VFIO ioctl and `arg` is either an integer argument or a pointer to
+    // `req` is a VFIO ioctl and `arg` is either an integer argument or a pointer to
     // a live repr(C) struct of the layout the kernel expects for `req` (checked above).
+    // SAFETY: the argument is what the kernel expects for `req`.
     let r = unsafe { libc::ioctl(fd.as_raw_fd(), req as _, arg) };
     if r < 0 {
         return Err(NvmeError::sys(what, std::io::Error::last_os_error()));

@@ -223,9 +223,10 @@ const BLKGETSIZE64: u64 = {
 /// An ioctl that writes a `u64`.
 fn ioctl_u64(file: &File, request: u64) -> io::Result<u64> {
     let mut out: u64 = 0;
-    // SAFETY: the fd is open for the duration of the call; for BLKGETSIZE64 the kernel
+    // The fd is open for the duration of the call; for BLKGETSIZE64 the kernel
     // writes one u64 (put_u64 in block/ioctl.c, whatever size the request encodes) to the
     // pointer, and `out` is a u64 that lives across the call.
+    // SAFETY: the kernel writes only `out`.
     let rc = unsafe { libc::ioctl(file.as_raw_fd(), request as libc::Ioctl, &mut out) };
     if rc < 0 {
         return Err(io::Error::last_os_error());
@@ -236,8 +237,9 @@ fn ioctl_u64(file: &File, request: u64) -> io::Result<u64> {
 /// An ioctl that writes a C `int`, returned as a u32 (negative values are an error).
 fn ioctl_int(file: &File, request: libc::Ioctl) -> io::Result<u32> {
     let mut out: libc::c_int = 0;
-    // SAFETY: the fd is open for the duration of the call; `request` takes a pointer to an
+    // The fd is open for the duration of the call; `request` takes a pointer to an
     // int, and `out` is an int that lives across the call.
+    // SAFETY: the kernel writes only `out`.
     let rc = unsafe { libc::ioctl(file.as_raw_fd(), request, &mut out) };
     if rc < 0 {
         return Err(io::Error::last_os_error());

@@ -191,9 +191,10 @@ impl UringQpair {
                     iov_len: r.len(),
                 })
                 .collect();
-            // SAFETY: each iovec spans exactly one mapped DmaRegion, and the queue pair holds
+            // Each iovec spans exactly one mapped DmaRegion, and the queue pair holds
             // a handle on every region (`regions`, dropped after `ring`, and leaked if a
             // drop cannot wait for the kernel), so the memory stays mapped while registered.
+            // SAFETY: the memory stays mapped while registered.
             unsafe { ring.submitter().register_buffers(&iovecs) }.map_err(|source| {
                 DriverError::Open {
                     what: format!(
@@ -278,10 +279,11 @@ impl UringQpair {
                 return Pushed::All;
             };
             let entry = step.entry.user_data(sqe::user_data(idx, step.expect));
-            // SAFETY: every address in the entry stays valid until its CQE is reaped: the
+            // Every address in the entry stays valid until its CQE is reaped: the
             // data buffer is owned by this slot, which is freed only after its last CQE; the
             // zero buffer and the registered regions are owned by the queue pair; and the
             // queue pair's drop waits for every CQE (or leaks that memory if it cannot).
+            // SAFETY: the entry's memory outlives its CQE.
             if unsafe { self.ring.submission().push(&entry) }.is_err() {
                 return Pushed::RingFull;
             }

@@ -28,8 +28,9 @@ pub unsafe fn bytes<'a>(p: *const c_void, len: usize) -> Result<&'a [u8], c_int>
     if p.is_null() || len > isize::MAX as usize {
         return Err(-EINVAL);
     }
-    // SAFETY: p is non-NULL and, by this function's contract, points to len readable bytes
+    // `p` is non-NULL and, by this function's contract, points to len readable bytes
     // that stay unchanged during the call; len fits in isize; u8 needs no alignment.
+    // SAFETY: the slice is in bounds and unchanged during the call.
     Ok(unsafe { std::slice::from_raw_parts(p.cast::<u8>(), len) })
 }
 
@@ -46,8 +47,9 @@ pub unsafe fn bytes_mut<'a>(p: *mut c_void, len: usize) -> Result<&'a mut [u8], 
     if p.is_null() || len > isize::MAX as usize {
         return Err(-EINVAL);
     }
-    // SAFETY: p is non-NULL and, by this function's contract, points to len writable bytes
+    // `p` is non-NULL and, by this function's contract, points to len writable bytes
     // that nothing else touches during the call; len fits in isize; u8 needs no alignment.
+    // SAFETY: the slice is in bounds and unaliased during the call.
     Ok(unsafe { std::slice::from_raw_parts_mut(p.cast::<u8>(), len) })
 }
 
@@ -110,8 +112,9 @@ pub unsafe fn put<T>(p: *mut T, v: T) -> Result<(), c_int> {
     if p.is_null() {
         return Err(-EINVAL);
     }
-    // SAFETY: non-NULL, and valid and aligned for a T by this function's contract; write
+    // Non-NULL, and valid and aligned for a T by this function's contract; write
     // does not read or drop the old contents (which may be uninitialized).
+    // SAFETY: the write goes to a valid, aligned T.
     unsafe { p.write(v) };
     Ok(())
 }

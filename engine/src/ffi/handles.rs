@@ -154,9 +154,10 @@ impl<T: Handle> Lease<T> {
         if slot.poisoned && poisoned == Poisoned::Refuse {
             return Err(-EIO);
         }
-        // SAFETY: `p` is in LIVE with kind T, so it came from `register::<T>` (Box::into_raw
+        // `p` is in LIVE with kind T, so it came from `register::<T>` (Box::into_raw
         // of a T) and has not been retired: it points to a live, aligned T that this library
         // owns. No lease is out on it (not busy), so nothing else references it now.
+        // SAFETY: `ptr` points to a live T that nothing else references.
         let magic = unsafe { ptr.as_ref() }.magic();
         if magic != T::MAGIC {
             return Err(-EBADF);
@@ -171,8 +172,9 @@ impl<T: Handle> Lease<T> {
 
     /// The handle.
     pub fn get(&mut self) -> &mut T {
-        // SAFETY: the lease marks the slot busy, so this is the only reference to the live
+        // The lease marks the slot busy, so this is the only reference to the live
         // T behind `ptr` until the lease drops; `&mut self` ties the borrow to the lease.
+        // SAFETY: this is the only reference to the T.
         unsafe { self.ptr.as_mut() }
     }
 
@@ -182,9 +184,10 @@ impl<T: Handle> Lease<T> {
         let ptr = self.ptr;
         live().remove(&self.addr());
         std::mem::forget(self);
-        // SAFETY: `ptr` came from Box::into_raw in `register`, and the lease made it the only
+        // `ptr` came from Box::into_raw in `register`, and the lease made it the only
         // reference; now that it is out of the registry no call can reach it again, so the
         // Box takes back sole ownership.
+        // SAFETY: the Box takes back sole ownership.
         let mut b = unsafe { Box::from_raw(ptr.as_ptr()) };
         b.set_magic(DEAD);
         b

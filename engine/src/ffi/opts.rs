@@ -237,8 +237,9 @@ pub unsafe extern "C" fn keel_opts_init(opts: *mut keel_opts, opts_size: usize) 
     if opts.is_null() || !(OPTS_SIZE_V1..=KEEL_STRUCT_MAX_BYTES).contains(&opts_size) {
         return;
     }
-    // SAFETY: opts is non-NULL, aligned, and points to opts_size writable bytes (the
+    // `opts` is non-NULL, aligned, and points to opts_size writable bytes (the
     // caller's contract); opts_size >= OPTS_SIZE_V1 covers the opts_size field.
+    // SAFETY: the writes stay inside the caller's opts.
     unsafe {
         opts.cast::<u8>().write_bytes(0, opts_size);
         std::ptr::addr_of_mut!((*opts).opts_size).write(opts_size);
@@ -297,14 +298,16 @@ impl Opts {
         if p.is_null() {
             return Err(-EINVAL);
         }
-        // SAFETY: non-NULL and aligned (the caller's contract); every version has opts_size
+        // Non-NULL and aligned (the caller's contract); every version has opts_size
         // first.
+        // SAFETY: opts_size is readable.
         let size = unsafe { std::ptr::addr_of!((*p).opts_size).read() };
         if !(OPTS_SIZE_V1..=KEEL_STRUCT_MAX_BYTES).contains(&size) {
             return Err(-EINVAL);
         }
-        // SAFETY: the caller's contract: opts_size readable bytes at p, and size is that
+        // The caller's contract: opts_size readable bytes at p, and size is that
         // field's value, at most KEEL_STRUCT_MAX_BYTES.
+        // SAFETY: `size` bytes are readable at p.
         let all = unsafe { std::slice::from_raw_parts(p.cast::<u8>(), size) };
         let known = size.min(size_of::<keel_opts>());
         if all[known..].iter().any(|&b| b != 0) {
@@ -326,9 +329,10 @@ impl Opts {
             parallel_commit: KEEL_OPT_DEFAULT,
             scrub_pages_per_sec: 0,
         };
-        // SAFETY: `known` bytes are readable at p (known <= size) and writable in `raw`
+        // `known` bytes are readable at p (known <= size) and writable in `raw`
         // (known <= size_of::<RawOpts>()); RawOpts is plain data valid for any bytes, and
         // the two do not overlap.
+        // SAFETY: the copy is in bounds and does not overlap.
         unsafe {
             std::ptr::copy_nonoverlapping(
                 p.cast::<u8>(),

@@ -159,8 +159,9 @@ pub unsafe extern "C" fn keel_scrub(
         if report.is_null() || (ranges.is_null() && cap > 0) {
             return Err(-EINVAL);
         }
-        // SAFETY: non-NULL and aligned (the caller's contract); every version has
+        // Non-NULL and aligned (the caller's contract); every version has
         // report_size first.
+        // SAFETY: report_size is readable.
         let size = unsafe { std::ptr::addr_of!((*report).report_size).read() };
         if !(REPORT_SIZE_V1..=KEEL_STRUCT_MAX_BYTES).contains(&size)
             || cap > isize::MAX as usize / size_of::<keel_bad_range>()
@@ -191,10 +192,11 @@ pub unsafe extern "C" fn keel_scrub(
         };
         let known = size.min(size_of::<keel_scrub_report>());
         let n = bad.len().min(cap);
-        // SAFETY: report points to `size` writable bytes (the caller's contract), of which
+        // `report` points to `size` writable bytes (the caller's contract), of which
         // `known` come from the local and the rest are zeroed; ranges points to `cap`
         // writable entries and n <= cap; the locals and the caller's memory do not
         // overlap.
+        // SAFETY: the copies are in bounds and do not overlap.
         unsafe {
             let dst = report.cast::<u8>();
             std::ptr::copy_nonoverlapping(std::ptr::addr_of!(counts).cast::<u8>(), dst, known);

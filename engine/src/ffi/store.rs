@@ -154,8 +154,9 @@ impl CCallback {
     fn run(self, status: c_int) {
         self.inflight.fetch_sub(1, Ordering::AcqRel);
         if let Some(cb) = self.cb {
-            // SAFETY: the caller of keel_submit gave this function and argument for exactly
+            // The caller of keel_submit gave this function and argument for exactly
             // this call, callable from a reactor thread.
+            // SAFETY: the callback is called as its owner asked.
             unsafe { cb(self.arg, status) };
         }
     }
@@ -310,8 +311,9 @@ impl keel_store {
 fn deliver(ready: Vec<Ready>) {
     for (cb, arg, status) in ready {
         if let Some(cb) = cb {
-            // SAFETY: the caller of keel_submit gave this function and argument for exactly
+            // The caller of keel_submit gave this function and argument for exactly
             // this call; no lease is held, so the callback may re-enter the library.
+            // SAFETY: the callback is called as its owner asked.
             unsafe { cb(arg, status) };
         }
     }
@@ -861,9 +863,10 @@ pub unsafe extern "C" fn keel_store_stats(
             scrub_errors: scrub.errors,
         };
         let known = out_size.min(size_of::<keel_stats>());
-        // SAFETY: out points to out_size writable bytes (the caller's contract); `known`
+        // `out` points to out_size writable bytes (the caller's contract); `known`
         // bytes of `stats` are readable, and the rest of out_size is zeroed; the local and
         // the caller's memory do not overlap.
+        // SAFETY: the copy is in bounds and does not overlap.
         unsafe {
             let dst = out.cast::<u8>();
             std::ptr::copy_nonoverlapping(std::ptr::addr_of!(stats).cast::<u8>(), dst, known);
