@@ -109,32 +109,35 @@ impl<Q: QueuePair> Shard<Q> {
         progressed
     }
 
-    /// Whether ready entries should wait rather than be sealed now.
+    /// Whether ready entries should wait rather than be sealed now. The cheap tests come
+    /// first: the clock is read only when the answer depends on it.
     fn hold_batch(&mut self) -> bool {
         let in_flight = self.batches.len();
         if in_flight >= self.cfg.max_batches_in_flight.max(1) as usize {
             return true;
         }
         // A checkpoint waits for a batch boundary: let the batches in flight drain.
-        let ckpt_due = self.ckpt_wanted || self.journal_fill() > self.cfg.checkpoint_fill;
-        if in_flight > 0 && ckpt_due && matches!(self.ckpt, CkptState::Idle) {
+        if in_flight > 0 && matches!(self.ckpt, CkptState::Idle) && self.ckpt_due() {
             return true;
         }
         let bytes: usize = self.ready.iter().map(|&s| self.txns[s].entry.len()).sum();
         if bytes >= self.cfg.max_batch_bytes as usize {
             return false;
         }
-        let since = *self.ready_since.get_or_insert_with(std::time::Instant::now);
-        let waited = since.elapsed().as_micros() >= u128::from(self.cfg.max_batch_wait_us);
-        if in_flight > 0 {
-            // Let the batch grow while earlier ones finish, unless they are slow.
-            return !waited;
+        // With nothing in flight, wait only for serial transactions still writing their
+        // data (parallel-commit entries are ready while theirs is written): a lone
+        // transaction never waits.
+        if in_flight == 0
+            && !self.txns.iter().any(|(_, t)| {
+                t.state == TxnState::Writing && t.path == super::path::CommitPath::Serial
+            })
+        {
+            return false;
         }
-        // Parallel-commit entries are ready while their data is written: not more coming.
-        let more_coming = self.txns.iter().any(|(_, t)| {
-            t.state == TxnState::Writing && t.path == super::path::CommitPath::Serial
-        });
-        more_coming && !waited
+        // Let the batch grow while earlier ones finish (or serial data lands), unless
+        // that takes longer than the wait allows.
+        let since = *self.ready_since.get_or_insert_with(std::time::Instant::now);
+        since.elapsed().as_micros() < u128::from(self.cfg.max_batch_wait_us)
     }
 
     /// Seals ready entries into a batch and starts it (flush first when needed).

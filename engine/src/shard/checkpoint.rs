@@ -152,20 +152,24 @@ impl<Q: QueuePair> Shard<Q> {
         })
     }
 
-    pub(crate) fn journal_fill(&self) -> f64 {
-        (self.journal.next_pos - self.journal.head_pos) as f64 / self.ring_blocks() as f64
+    /// Whether a checkpoint is wanted: asked for, or the journal past `checkpoint_fill`
+    /// (compared without a division: this runs every turn).
+    pub(crate) fn ckpt_due(&self) -> bool {
+        let used = (self.journal.next_pos - self.journal.head_pos) as f64;
+        self.ckpt_wanted || used > self.cfg.checkpoint_fill * self.ring_blocks() as f64
     }
 
     pub(crate) fn ckpt_step(&mut self) -> bool {
         if self.failed.is_some() {
             return false;
         }
+        // The common case, every turn: idle and nothing due (without moving the state).
+        let idle = matches!(self.ckpt, CkptState::Idle);
+        if idle && (!self.batches.is_empty() || !self.ckpt_due()) {
+            return false;
+        }
         match std::mem::replace(&mut self.ckpt, CkptState::Idle) {
             CkptState::Idle => {
-                let wanted = self.ckpt_wanted || self.journal_fill() > self.cfg.checkpoint_fill;
-                if !wanted || !self.batches.is_empty() {
-                    return false;
-                }
                 if self.journal.next_pos == self.journal.head_pos && !self.ckpt_forced {
                     self.ckpt_wanted = false;
                     return false;

@@ -76,11 +76,19 @@ pub(crate) fn plan_fresh_write(
             name: name.clone(),
         });
     }
-    // (logical page, device page), in logical order.
-    let placed: Vec<(u64, u64)> = (first..)
-        .zip(exts.iter().flat_map(|e| e.phys..e.end()))
-        .collect();
-    out.push_maps((coll, name), &placed, max_extent_pages);
+    // A `Map` per extent, in logical order: each is contiguous on both sides and at most
+    // `max_extent_pages` long, and the allocator hands them out by increasing device page.
+    let mut lpage = first;
+    for e in &exts {
+        out.deltas.push(Delta::Map {
+            coll,
+            name: name.clone(),
+            lpage,
+            phys: e.phys,
+            pages: e.pages,
+        });
+        lpage += u64::from(e.pages);
+    }
     if end > size {
         out.deltas.push(Delta::SetSize {
             coll,
@@ -88,10 +96,9 @@ pub(crate) fn plan_fresh_write(
             size: end,
         });
     }
-    // Runs and data go in device order, which is logical order: the allocator hands out
-    // extents by increasing device page.
+    // Runs and data go in device order, which is logical order.
     debug_assert!(
-        placed.windows(2).all(|w| w[0].1 < w[1].1),
+        exts.windows(2).all(|w| w[0].end() <= w[1].phys),
         "extents in device order"
     );
     out.data = std::mem::take(buf);
@@ -99,8 +106,8 @@ pub(crate) fn plan_fresh_write(
     out.data.resize(pages as usize * PG, 0);
     let lo = (offset % PAGE) as usize;
     out.data[lo..lo + data.len()].copy_from_slice(data);
-    for &(_, phys) in &placed {
-        out.push_run_page(phys);
+    for e in &exts {
+        out.push_run(e.phys, e.pages as usize);
     }
     out.push_sums();
     out.allocated = exts;

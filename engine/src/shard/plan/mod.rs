@@ -68,9 +68,14 @@ impl Planned {
 
     /// Adds device page `phys` (the next in device order) to the runs.
     fn push_run_page(&mut self, phys: u64) {
+        self.push_run(phys, 1);
+    }
+
+    /// Appends `pages` device pages from `phys`, extending the last run if they follow it.
+    fn push_run(&mut self, phys: u64, pages: usize) {
         match self.runs.last_mut() {
-            Some(r) if r.phys + r.pages as u64 == phys => r.pages += 1,
-            _ => self.runs.push(PlannedRun { phys, pages: 1 }),
+            Some(r) if r.phys + r.pages as u64 == phys => r.pages += pages,
+            _ => self.runs.push(PlannedRun { phys, pages }),
         }
     }
 
