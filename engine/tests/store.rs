@@ -620,6 +620,66 @@ fn metadata_past_the_checkpoint_slot_is_refused_not_fatal() {
     assert_eq!(s.stat(1, b"o").unwrap().omap_keys, u64::from(i));
 }
 
+/// The same bound with many transactions in flight at once: each is checked against the
+/// applied metadata *and* what the transactions planned before it will add, so together
+/// they cannot outgrow the slot (which would fail the next checkpoint, and the shard).
+#[test]
+fn metadata_queued_at_once_past_the_checkpoint_slot_is_refused_not_fatal() {
+    for mode in MODES {
+        let dev = SimDevice::new(sim(16 << 11, true, 15)).unwrap();
+        let mut opts = MkfsOptions::new(mode);
+        opts.checkpoint_bytes = 64 << 10; // 60 KiB of metadata at most
+        Store::mkfs(&dev, &opts).unwrap();
+        let mut s = Store::open(dev, small()).unwrap();
+        let mut t = txn();
+        t.mkcoll(1);
+        s.submit_sync(t).unwrap();
+        // 120 transactions of about 1 KiB of metadata each, on distinct objects (no lock
+        // orders them), queued before any is planned: about twice what the slot holds.
+        let name = |i: u32| format!("o{i}").into_bytes();
+        let ids: Vec<_> = (0..120u32)
+            .map(|i| {
+                let mut t = txn();
+                t.touch(1, name(i))
+                    .omap_set(1, name(i), vec![(b"k".to_vec(), vec![1; 1000])]);
+                s.queue(t).unwrap()
+            })
+            .collect();
+        let mut results = std::collections::HashMap::new();
+        while results.len() < ids.len() {
+            s.poll();
+            s.take_completions(|id, r| {
+                results.insert(id, r);
+            });
+        }
+        let accepted: Vec<u32> = (0..120u32)
+            .filter(|&i| match &results[&ids[i as usize]] {
+                Ok(()) => true,
+                Err(StoreError::NoSpace(_)) => false,
+                Err(e) => panic!("{mode:?}: transaction {i}: {e}"),
+            })
+            .collect();
+        assert!(
+            accepted.len() > 20 && accepted.len() < 120,
+            "{mode:?}: {} of 120 accepted",
+            accepted.len()
+        );
+        // The store still works and checkpoints, and keeps everything it acknowledged.
+        s.request_checkpoint();
+        s.drain().unwrap();
+        let mut t = txn();
+        t.write(1, name(accepted[0]), 0, vec![3; 10]);
+        s.submit_sync(t).unwrap();
+        let dev = s.device().clone();
+        s.close().unwrap();
+        let mut s = Store::open(dev, small()).unwrap();
+        assert_eq!(s.list_objects(1).unwrap().len(), accepted.len(), "{mode:?}");
+        for &i in &accepted {
+            assert_eq!(s.stat(1, &name(i)).unwrap().omap_keys, 1, "{mode:?}");
+        }
+    }
+}
+
 #[test]
 fn mkfs_refuses_absurd_sizes_without_overflowing() {
     let dev = SimDevice::new(sim(8 << 11, false, 0)).unwrap();

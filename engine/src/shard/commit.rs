@@ -114,6 +114,8 @@ impl<Q: QueuePair> Shard<Q> {
                 return;
             }
         }
+        // The table now holds what the transaction reserved.
+        self.meta_reserved -= std::mem::take(&mut self.txns[slot].meta_reserved);
         // Every I/O issued so far (issue numbers below mark()) must finish before the freed
         // pages are reused; the gate passes when the oldest in flight is past the last one.
         let gate = FreeGate {
@@ -163,6 +165,12 @@ impl<Q: QueuePair> Shard<Q> {
 
     pub(crate) fn release(&mut self, slot: usize) {
         let mut t = self.txns.remove(slot);
+        self.meta_reserved -= t.meta_reserved;
+        debug_assert!(
+            !self.txns.is_empty() || self.meta_reserved == 0,
+            "metadata reserved by no transaction: {}",
+            self.meta_reserved
+        );
         self.spares.give(std::mem::take(&mut t.data));
         self.spares.give(std::mem::take(&mut t.entry));
         self.locks.release(&t.locks);

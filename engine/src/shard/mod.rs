@@ -264,6 +264,9 @@ struct TxnSlot {
     path: CommitPath,
     /// Parallel and IntentFirst paths: every data write has completed (durably).
     data_done: bool,
+    /// Metadata bytes it will add to the table, counted in `Shard::meta_reserved` from
+    /// planning until it is applied.
+    meta_reserved: u64,
 }
 
 /// One device read of a client read: pages `[phys, phys + pages)` holding logical pages
@@ -341,6 +344,9 @@ pub struct Shard<Q: QueuePair> {
     applying: VecDeque<(usize, u64)>,
     /// How many of `applying` were acknowledged before this turn began.
     acked_earlier: usize,
+    /// Metadata bytes that planned transactions not yet applied will add to the table
+    /// (each transaction's `meta_reserved`): the checkpoint-slot bound counts them.
+    meta_reserved: u64,
     /// `journal.durable_seq` when this turn began. A turn's end makes reusable only the
     /// pages freed by batches durable before it: the pages freed by the commits of this
     /// turn wait for the next turn's end, so a turn that acknowledges transactions does not
@@ -424,6 +430,7 @@ impl<Q: QueuePair> Shard<Q> {
             entry: self.spares.take(),
             path: CommitPath::Serial,
             data_done: false,
+            meta_reserved: 0,
         });
         self.queued.push_back(slot);
         Ok(id)

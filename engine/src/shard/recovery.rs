@@ -430,6 +430,7 @@ impl<Q: QueuePair> Shard<Q> {
             completions: VecDeque::new(),
             applying: VecDeque::new(),
             acked_earlier: 0,
+            meta_reserved: 0,
             frees_upto_seq: seq - 1,
             next_txn: 1,
             stats: ShardStats::default(),

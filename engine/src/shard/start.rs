@@ -142,18 +142,23 @@ impl<Q: QueuePair> Shard<Q> {
             &runs,
             overwrites,
         );
-        // Metadata must keep fitting a checkpoint slot: refuse what would take it past 90%
-        // (the entry's size bounds what its deltas add), so a checkpoint never fails for size.
+        // Metadata must keep fitting a checkpoint slot: refuse what would take it past 90%,
+        // counting what the transactions planned before it and not yet applied will add
+        // (each entry's deltas bound what it adds; run data a full entry carries is not
+        // metadata), so a checkpoint never fails for size.
+        let meta = (t.entry.len() - runs.iter().map(|(_, d)| d.len()).sum::<usize>()) as u64;
+        drop(runs);
         let slot_bytes = (self.layout.ckpt_pages - 1) * PAGE;
-        if self.table.approx_bytes() + t.entry.len() as u64 > slot_bytes / 10 * 9 {
+        let have = self.table.approx_bytes() + self.meta_reserved;
+        if have + meta > slot_bytes / 10 * 9 {
             for e in &planned.allocated {
                 self.alloc.release_now(*e);
             }
-            let have = self.table.approx_bytes();
             self.finish_txn(
                 slot,
                 Err(StoreError::NoSpace(format!(
-                    "metadata of {have} bytes would outgrow the {slot_bytes}-byte checkpoint slot"
+                    "metadata of {have} bytes (applied and in flight) would outgrow the \
+                     {slot_bytes}-byte checkpoint slot"
                 ))),
             );
             return;
@@ -172,6 +177,10 @@ impl<Q: QueuePair> Shard<Q> {
             );
             return;
         }
+        // Held until the transaction is applied (commit.rs) or released.
+        t.meta_reserved = meta;
+        self.meta_reserved += meta;
+        let t = &mut self.txns[slot];
         // The run data moves to the slot, with a segment per run.
         let mut segments = Vec::with_capacity(planned.runs.len());
         t.data = std::mem::take(&mut planned.data);
