@@ -84,7 +84,7 @@ fn journal(c: &mut Criterion) {
                 blocks: 1,
                 entries: 32,
                 prev_crc: 0xdead_beef,
-                payload_crc: crc32c::crc32c(&block[HEADER_BYTES..]),
+                payload_crc: keel_engine::crc::crc32c(&block[HEADER_BYTES..]),
                 confirmed: 6,
             };
             h.encode(&mut block)

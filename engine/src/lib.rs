@@ -39,6 +39,7 @@
 pub mod alloc;
 pub mod codec;
 pub mod crash;
+pub mod crc;
 pub mod error;
 pub mod ffi;
 pub mod fsck;

@@ -80,7 +80,7 @@ impl Superblock {
                 d[j * 8..j * 8 + 8].copy_from_slice(&v.to_le_bytes());
             }
         }
-        let crc = crc32c::crc32c(&p[..CRC_OFF]);
+        let crc = crate::crc::crc32c(&p[..CRC_OFF]);
         p[CRC_OFF..].copy_from_slice(&crc.to_le_bytes());
         p
     }
@@ -96,7 +96,7 @@ impl Superblock {
         }
         let le32 = |o: usize| u32::from_le_bytes(p[o..o + 4].try_into().expect("4 bytes"));
         let le64 = |o: usize| u64::from_le_bytes(p[o..o + 8].try_into().expect("8 bytes"));
-        if le32(CRC_OFF) != crc32c::crc32c(&p[..CRC_OFF]) {
+        if le32(CRC_OFF) != crate::crc::crc32c(&p[..CRC_OFF]) {
             return bad("superblock checksum mismatch".into());
         }
         if le32(8) != FORMAT_VERSION {

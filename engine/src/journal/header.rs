@@ -63,7 +63,7 @@ impl BatchHeader {
         h[52..56].copy_from_slice(&self.prev_crc.to_le_bytes());
         h[56..60].copy_from_slice(&self.payload_crc.to_le_bytes());
         h[60..68].copy_from_slice(&self.confirmed.to_le_bytes());
-        let crc = crc32c::crc32c(&h[..68]);
+        let crc = crate::crc::crc32c(&h[..68]);
         h[68..72].copy_from_slice(&crc.to_le_bytes());
         crc
     }
@@ -85,7 +85,7 @@ impl BatchHeader {
         let le32 = |o: usize| u32::from_le_bytes(b[o..o + 4].try_into().expect("4 bytes"));
         let le64 = |o: usize| u64::from_le_bytes(b[o..o + 8].try_into().expect("8 bytes"));
         let crc = le32(68);
-        if crc != crc32c::crc32c(&b[..68]) {
+        if crc != crate::crc::crc32c(&b[..68]) {
             return Err(HeaderReject::HeaderCrc);
         }
         let h = BatchHeader {

@@ -19,7 +19,7 @@ use std::collections::BTreeSet;
 
 /// crc32c of one page.
 pub fn page_sum(page: &[u8]) -> u32 {
-    crc32c::crc32c(page)
+    crate::crc::crc32c(page)
 }
 
 /// Checksums by device page, and the open intents.

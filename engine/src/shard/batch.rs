@@ -197,7 +197,7 @@ impl<Q: QueuePair> Shard<Q> {
             blocks: blocks as u32,
             entries: n as u32,
             prev_crc: self.journal.prev_crc,
-            payload_crc: crc32c::crc32c(&data[HEADER_BYTES..HEADER_BYTES + payload]),
+            payload_crc: crate::crc::crc32c(&data[HEADER_BYTES..HEADER_BYTES + payload]),
             confirmed: self.journal.durable_seq,
         };
         let crc = header.encode(&mut data);

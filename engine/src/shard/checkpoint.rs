@@ -55,7 +55,7 @@ impl CkptHeader {
         h[48..52].copy_from_slice(&self.prev_crc.to_le_bytes());
         h[56..64].copy_from_slice(&self.payload_bytes.to_le_bytes());
         h[64..68].copy_from_slice(&self.payload_crc.to_le_bytes());
-        let crc = crc32c::crc32c(&h[..HDR_CRC_OFF]);
+        let crc = crate::crc::crc32c(&h[..HDR_CRC_OFF]);
         h[HDR_CRC_OFF..HDR_CRC_OFF + 4].copy_from_slice(&crc.to_le_bytes());
     }
 
@@ -66,7 +66,7 @@ impl CkptHeader {
         }
         let le32 = |o: usize| u32::from_le_bytes(p[o..o + 4].try_into().expect("4"));
         let le64 = |o: usize| u64::from_le_bytes(p[o..o + 8].try_into().expect("8"));
-        if le32(HDR_CRC_OFF) != crc32c::crc32c(&p[..HDR_CRC_OFF]) || &p[16..32] != uuid {
+        if le32(HDR_CRC_OFF) != crate::crc::crc32c(&p[..HDR_CRC_OFF]) || &p[16..32] != uuid {
             return None;
         }
         Some(CkptHeader {
@@ -132,7 +132,7 @@ impl<Q: QueuePair> Shard<Q> {
             next_pos: self.journal.next_pos,
             prev_crc: self.journal.prev_crc,
             payload_bytes: payload.len() as u64,
-            payload_crc: crc32c::crc32c(&payload),
+            payload_crc: crate::crc::crc32c(&payload),
         };
         let data = hdr.image(&payload);
         if data.len() as u64 > self.layout.ckpt_pages * PAGE {

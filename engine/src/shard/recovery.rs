@@ -144,7 +144,7 @@ pub(crate) fn format_shard<Q: QueuePair>(
         next_pos: 0,
         prev_crc: 0,
         payload_bytes: payload.len() as u64,
-        payload_crc: crc32c::crc32c(&payload),
+        payload_crc: crate::crc::crc32c(&payload),
     };
     sync.write(layout.ckpt_a_start * bpp, &hdr.image(&payload), true)?;
     sync.write(layout.ckpt_b_start * bpp, &[0u8; PAGE as usize], true)?;
@@ -263,7 +263,7 @@ impl<Q: QueuePair> Shard<Q> {
                 (payload_blocks * u64::from(block)) as usize,
             )?;
             let payload = &payload[..h.payload_bytes as usize];
-            if crc32c::crc32c(payload) != h.payload_crc {
+            if crate::crc::crc32c(payload) != h.payload_crc {
                 log::warn!("shard {id}: checkpoint slot {slot} torn (payload checksum)");
                 continue;
             }
@@ -313,7 +313,7 @@ impl<Q: QueuePair> Shard<Q> {
                 at += n;
             }
             let payload = &bytes[HEADER_BYTES..HEADER_BYTES + h.payload_bytes as usize];
-            if crc32c::crc32c(payload) != h.payload_crc {
+            if crate::crc::crc32c(payload) != h.payload_crc {
                 log::info!("shard {id}: journal ends at seq {seq} (torn batch)");
                 break;
             }

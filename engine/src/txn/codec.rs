@@ -127,7 +127,7 @@ impl Transaction {
         for op in self.ops() {
             encode_op(op, &mut out);
         }
-        let crc = crc32c::crc32c(&out);
+        let crc = crate::crc::crc32c(&out);
         out.put_u32(crc);
         debug_assert_eq!(out.len(), self.encoded_len());
         out
@@ -277,7 +277,7 @@ fn decode(buf: &[u8]) -> Result<Transaction> {
         )));
     }
     let stored = u32::from_le_bytes(crc.try_into().expect("split at CRC_BYTES"));
-    let computed = crc32c::crc32c(body);
+    let computed = crate::crc::crc32c(body);
     if stored != computed {
         return Err(fail(format!(
             "crc32c mismatch: stored {stored:#010x}, computed {computed:#010x}"
