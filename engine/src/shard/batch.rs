@@ -28,7 +28,7 @@
 
 use keel_drivers::{Command, QueuePair};
 
-use super::io::{ChunkedWrite, JobKind, Owner};
+use super::io::{ChunkedWrite, JobKind, Owner, Segments};
 use super::{CkptState, Shard, TxnState};
 use crate::journal::{BatchHeader, HEADER_BYTES};
 
@@ -49,7 +49,8 @@ pub(crate) enum BatchPhase {
 pub(crate) struct SealedBatch {
     seq: u64,
     phase: BatchPhase,
-    entries: Vec<usize>,
+    /// The slots of its transactions (inline up to 8: no allocation at low queue depth).
+    entries: smallvec::SmallVec<[usize; 8]>,
     data: Vec<u8>,
     write: ChunkedWrite,
     /// Its `verify` entries write data without FUA on a volatile cache: flush before commit.
@@ -167,7 +168,7 @@ impl<Q: QueuePair> Shard<Q> {
             self.ckpt_wanted = true; // the checkpoint frees the ring; never waits on it
             return false;
         }
-        let entries: Vec<usize> = self.ready.drain(..n).collect();
+        let entries: smallvec::SmallVec<[usize; 8]> = self.ready.drain(..n).collect();
         self.ready_since = None;
         let mut data = self.spares.zeroed((blocks * bs) as usize);
         let mut at = HEADER_BYTES;
@@ -206,7 +207,8 @@ impl<Q: QueuePair> Shard<Q> {
         let ring_start = self.lba(self.layout.journal_start);
         let first = self.journal.next_pos % ring;
         let head_blocks = blocks.min(ring - first);
-        let mut segments = vec![(ring_start + first, 0..(head_blocks * bs) as usize)];
+        let mut segments = Segments::new();
+        segments.push((ring_start + first, 0..(head_blocks * bs) as usize));
         if head_blocks < blocks {
             segments.push((
                 ring_start,

@@ -228,7 +228,10 @@ impl<Q: QueuePair> Shard<Q> {
 
     fn start_ckpt_write(&mut self, p: Pending) {
         let lba = self.lba(self.slot_start(p.slot));
-        let w = ChunkedWrite::new(vec![(lba, 0..p.data.len())], self.geo.volatile_write_cache);
+        let w = ChunkedWrite::new(
+            smallvec::smallvec![(lba, 0..p.data.len())],
+            self.geo.volatile_write_cache,
+        );
         self.ckpt = CkptState::Writing(p, w);
         self.ckpt_step();
     }

@@ -113,10 +113,14 @@ impl IoTable {
     }
 }
 
+/// (first device block, byte range of the bytes) per contiguous destination of a
+/// [`ChunkedWrite`]. Nearly every write has one or two (a record that wraps around the
+/// ring, a write across two extents): those need no heap allocation on the write path.
+pub(crate) type Segments = smallvec::SmallVec<[(u64, std::ops::Range<usize>); 2]>;
+
 /// A sequence of bytes to write to device blocks in chunks, as buffers allow.
 pub(crate) struct ChunkedWrite {
-    /// (first device block, byte range of `data`) per contiguous destination.
-    segments: Vec<(u64, std::ops::Range<usize>)>,
+    segments: Segments,
     seg: usize,
     off: usize,
     pub(crate) pending: u32,
@@ -124,7 +128,7 @@ pub(crate) struct ChunkedWrite {
 }
 
 impl ChunkedWrite {
-    pub(crate) fn new(segments: Vec<(u64, std::ops::Range<usize>)>, fua: bool) -> Self {
+    pub(crate) fn new(segments: Segments, fua: bool) -> Self {
         ChunkedWrite {
             segments,
             seg: 0,

@@ -4,7 +4,7 @@
 
 use keel_drivers::{Command, QueuePair};
 
-use super::io::{ChunkedWrite, Owner};
+use super::io::{ChunkedWrite, Owner, Segments};
 use super::locks::LockSet;
 use super::path::{self, CommitPath};
 use super::plan::{plan_fresh_write, PlanOutcome, Planned, Planner};
@@ -182,7 +182,7 @@ impl<Q: QueuePair> Shard<Q> {
         self.meta_reserved += meta;
         let t = &mut self.txns[slot];
         // The run data moves to the slot, with a segment per run.
-        let mut segments = Vec::with_capacity(planned.runs.len());
+        let mut segments = Segments::with_capacity(planned.runs.len());
         t.data = std::mem::take(&mut planned.data);
         let bpp = PAGE / u64::from(self.geo.block_size);
         let mut at = 0;
