@@ -12,7 +12,9 @@
 //! a conflict is never missed.
 
 use std::collections::{HashMap, HashSet};
-use std::hash::{DefaultHasher, Hash, Hasher};
+use std::hash::{BuildHasherDefault, DefaultHasher, Hash, Hasher};
+
+use smallvec::SmallVec;
 
 use crate::txn::{Transaction, TxnOp};
 use crate::types::CollId;
@@ -29,20 +31,21 @@ pub(crate) fn obj_lock(coll: CollId, name: &[u8]) -> ObjLock {
     h.finish()
 }
 
-/// The locks one transaction needs.
+/// The locks one transaction needs. Most transactions name one or two objects in one
+/// collection: those sets live inline, and queueing a transaction allocates nothing here.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct LockSet {
     /// Sorted, without repeats.
-    pub(crate) objects: Vec<ObjLock>,
+    pub(crate) objects: SmallVec<[ObjLock; 2]>,
     /// Collections, and whether exclusively.
-    pub(crate) colls: Vec<(CollId, bool)>,
+    pub(crate) colls: SmallVec<[(CollId, bool); 2]>,
 }
 
 impl LockSet {
     pub(crate) fn of(txn: &Transaction) -> LockSet {
         let n = txn.ops().len();
-        let mut objects: Vec<ObjLock> = Vec::with_capacity(n);
-        let mut colls: Vec<(CollId, bool)> = Vec::with_capacity(n);
+        let mut objects: SmallVec<[ObjLock; 2]> = SmallVec::with_capacity(n);
+        let mut colls: SmallVec<[(CollId, bool); 2]> = SmallVec::with_capacity(n);
         for op in txn.ops() {
             match op {
                 TxnOp::MkColl { coll } | TxnOp::RmColl { coll } => colls.push((*coll, true)),
@@ -72,12 +75,37 @@ impl LockSet {
     }
 }
 
+/// Hashes a key that is one integer with a multiply (Fibonacci hashing), not SipHash's
+/// rounds. The keys of [`Locks`] are object fingerprints (SipHash already) and collection
+/// ids; they come from the embedding process's own transactions, not from a party that
+/// could aim collisions at the tables (which would only slow them).
+#[derive(Default)]
+pub(crate) struct IntHasher(u64);
+
+impl Hasher for IntHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0 ^ n).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type IntBuild = BuildHasherDefault<IntHasher>;
+
 /// Locks held by running transactions.
 #[derive(Default)]
 pub(crate) struct Locks {
-    objects: HashSet<ObjLock>,
+    objects: HashSet<ObjLock, IntBuild>,
     /// Per collection: shared holders, and whether held exclusively.
-    colls: HashMap<CollId, (u32, bool)>,
+    colls: HashMap<CollId, (u32, bool), IntBuild>,
 }
 
 impl Locks {
@@ -155,8 +183,8 @@ mod tests {
             .map(|&(c, n)| obj_lock(c, n.as_bytes()))
             .collect();
         want.sort_unstable();
-        assert_eq!(set.objects, want, "each object once, sorted");
-        assert_eq!(set.colls, vec![(1, false), (2, false), (3, true)]);
+        assert_eq!(set.objects.as_slice(), want, "each object once, sorted");
+        assert_eq!(set.colls.as_slice(), [(1, false), (2, false), (3, true)]);
 
         // An exclusive holder excludes a shared one, and the other way round.
         let mut locks = Locks::default();
