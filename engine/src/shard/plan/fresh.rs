@@ -102,10 +102,12 @@ pub(crate) fn plan_fresh_write(
         "extents in device order"
     );
     out.data = std::mem::take(buf);
-    out.data.clear();
-    out.data.resize(pages as usize * PG, 0);
+    // The pages: zeros before and after the data, each byte written once.
     let lo = (offset % PAGE) as usize;
-    out.data[lo..lo + data.len()].copy_from_slice(data);
+    out.data.clear();
+    out.data.resize(lo, 0);
+    out.data.extend_from_slice(data);
+    out.data.resize(pages as usize * PG, 0);
     for e in &exts {
         out.push_run(e.phys, e.pages as usize);
     }
