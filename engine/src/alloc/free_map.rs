@@ -156,23 +156,26 @@ impl FreeMap {
 
     /// The free runs `(first page, length)` in address order.
     pub fn iter(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
-        WithHot::new(self.by_start.iter(), self.hot)
+        WithHot {
+            runs: self.by_start.iter().peekable(),
+            hot: self.hot,
+        }
     }
 
     /// The free runs that start at or after `page`, in address order.
     pub fn iter_from(&self, page: u64) -> impl Iterator<Item = (u64, u64)> + '_ {
-        WithHot::new(
-            self.by_start.range(page..),
-            self.hot.filter(|&(s, _)| s >= page),
-        )
+        WithHot {
+            runs: self.by_start.range(page..).peekable(),
+            hot: self.hot.filter(|&(s, _)| s >= page),
+        }
     }
 
     /// The free runs that start before `page`, in address order.
     pub fn iter_before(&self, page: u64) -> impl Iterator<Item = (u64, u64)> + '_ {
-        WithHot::new(
-            self.by_start.range(..page),
-            self.hot.filter(|&(s, _)| s < page),
-        )
+        WithHot {
+            runs: self.by_start.range(..page).peekable(),
+            hot: self.hot.filter(|&(s, _)| s < page),
+        }
     }
 
     /// The free run `(first page, length)` that holds `page`, if `page` is free.
@@ -251,30 +254,18 @@ impl FreeMap {
 
 /// Runs `(first page, length)` from an index range in address order, with the hot run (if
 /// it belongs to the range) in its place among them.
-struct WithHot<I: Iterator<Item = (u64, u64)>> {
+struct WithHot<'a, I: Iterator<Item = (&'a u64, &'a u64)>> {
     runs: Peekable<I>,
     hot: Option<(u64, u64)>,
 }
 
-impl<'a, R: Iterator<Item = (&'a u64, &'a u64)>>
-    WithHot<std::iter::Map<R, fn((&u64, &u64)) -> (u64, u64)>>
-{
-    fn new(runs: R, hot: Option<(u64, u64)>) -> Self {
-        let copied: fn((&u64, &u64)) -> (u64, u64) = |(&s, &l)| (s, l);
-        WithHot {
-            runs: runs.map(copied).peekable(),
-            hot,
-        }
-    }
-}
-
-impl<I: Iterator<Item = (u64, u64)>> Iterator for WithHot<I> {
+impl<'a, I: Iterator<Item = (&'a u64, &'a u64)>> Iterator for WithHot<'a, I> {
     type Item = (u64, u64);
 
     fn next(&mut self) -> Option<(u64, u64)> {
         match (self.runs.peek(), self.hot) {
-            (Some(&(s, _)), Some((hs, _))) if hs < s => self.hot.take(),
-            (Some(_), _) => self.runs.next(),
+            (Some(&(&s, _)), Some((hs, _))) if hs < s => self.hot.take(),
+            (Some(_), _) => self.runs.next().map(|(&s, &l)| (s, l)),
             (None, _) => self.hot.take(),
         }
     }

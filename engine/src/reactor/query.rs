@@ -66,6 +66,14 @@ impl<D: BlockDevice> Engine<D> {
         self.ask(self.shard_of(coll), q)
     }
 
+    /// Asks `q` of `coll`'s reactor, whose answer is bytes.
+    fn ask_bytes(&self, coll: CollId, q: Query) -> Result<Vec<u8>> {
+        match self.ask_coll(coll, q)? {
+            Answer::Bytes(b) => Ok(b),
+            a => unexpected(a),
+        }
+    }
+
     /// Reads committed bytes of an object (clamped at its size; holes read as zeroes), on
     /// its reactor.
     pub fn read(&self, coll: CollId, name: &[u8], offset: u64, len: usize) -> Result<Vec<u8>> {
@@ -75,10 +83,7 @@ impl<D: BlockDevice> Engine<D> {
             offset,
             len,
         };
-        match self.ask_coll(coll, q)? {
-            Answer::Bytes(b) => Ok(b),
-            a => unexpected(a),
-        }
+        self.ask_bytes(coll, q)
     }
 
     /// An object's size and counts.
@@ -100,10 +105,7 @@ impl<D: BlockDevice> Engine<D> {
             name: name.to_vec(),
             key: key.to_vec(),
         };
-        match self.ask_coll(coll, q)? {
-            Answer::Bytes(b) => Ok(b),
-            a => unexpected(a),
-        }
+        self.ask_bytes(coll, q)
     }
 
     /// An omap value.
@@ -113,10 +115,7 @@ impl<D: BlockDevice> Engine<D> {
             name: name.to_vec(),
             key: key.to_vec(),
         };
-        match self.ask_coll(coll, q)? {
-            Answer::Bytes(b) => Ok(b),
-            a => unexpected(a),
-        }
+        self.ask_bytes(coll, q)
     }
 
     /// An object's attributes and omap, whole.
