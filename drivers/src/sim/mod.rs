@@ -30,6 +30,7 @@ mod fault;
 mod media;
 mod qpair;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 pub use clock::SimClock;
@@ -201,6 +202,9 @@ impl SimState {
 #[derive(Clone)]
 pub struct SimDevice {
     state: Arc<Mutex<SimState>>,
+    /// False once the power is cut (mirrors `SimState::media`, readable without the lock,
+    /// so a poll that finds nothing due takes no lock).
+    powered: Arc<AtomicBool>,
     pub(crate) geometry: Geometry,
     clock: SimClock,
 }
@@ -250,6 +254,7 @@ impl SimDevice {
         };
         SimDevice {
             state: Arc::new(Mutex::new(state)),
+            powered: Arc::new(AtomicBool::new(true)),
             geometry,
             clock,
         }
@@ -337,7 +342,7 @@ impl SimDevice {
 
     /// True until [`power_cut`](SimDevice::power_cut).
     pub fn is_powered(&self) -> bool {
-        self.lock().media.is_some()
+        self.powered.load(Ordering::Acquire)
     }
 
     /// Cuts the power now: returns the image the media holds, with each write that was not
@@ -349,6 +354,7 @@ impl SimDevice {
         let now = self.clock.now_ns();
         let mut st = self.lock();
         let media = st.media.take().expect("power_cut on a device already off");
+        self.powered.store(false, Ordering::Release);
         st.cuts += 1;
         let seed = st
             .cfg

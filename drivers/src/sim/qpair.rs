@@ -28,6 +28,9 @@ pub struct SimQpair {
     /// Occupied slots, in submission order: a poll looks at these only, so its cost follows
     /// the commands in flight, not the queue's depth.
     busy: Vec<u32>,
+    /// The earliest completion time among `busy` (`u64::MAX` when none): a poll before it
+    /// has nothing to hand back and returns without looking further.
+    next_due_ns: u64,
     stats: IoStats,
 }
 
@@ -40,6 +43,7 @@ impl SimQpair {
             slots: (0..depth).map(|_| None).collect(),
             free: (0..depth).rev().collect(),
             busy: Vec::with_capacity(depth as usize),
+            next_due_ns: u64::MAX,
             stats: IoStats::default(),
         }
     }
@@ -51,11 +55,7 @@ impl SimQpair {
 
     /// Device time of the earliest pending completion (for a test driving a virtual clock).
     pub fn next_completion_ns(&self) -> Option<u64> {
-        self.busy
-            .iter()
-            .filter_map(|&i| self.slots[i as usize].as_ref())
-            .map(|f| f.completes_at_ns)
-            .min()
+        (!self.busy.is_empty()).then_some(self.next_due_ns)
     }
 }
 
@@ -165,6 +165,7 @@ impl QueuePair for SimQpair {
         drop(st);
         self.free.pop();
         self.busy.push(slot);
+        self.next_due_ns = self.next_due_ns.min(completes_at_ns);
         self.slots[slot as usize] = Some(InFlight {
             tag,
             op,
@@ -192,7 +193,11 @@ impl QueuePair for SimQpair {
             }
         }
         let now = clock.now_ns();
+        if powered && now < self.next_due_ns {
+            return 0;
+        }
         let mut n = 0;
+        let mut next_due_ns = u64::MAX;
         let mut flushed = false;
         // Due commands complete in submission order; the rest keep theirs (compacted in place).
         let mut kept = 0;
@@ -203,6 +208,9 @@ impl QueuePair for SimQpair {
                     .as_ref()
                     .is_some_and(|f| !powered || f.completes_at_ns <= now);
             if !due {
+                if let Some(f) = &self.slots[i] {
+                    next_due_ns = next_due_ns.min(f.completes_at_ns);
+                }
                 self.busy[kept] = i as u32;
                 kept += 1;
                 continue;
@@ -225,6 +233,7 @@ impl QueuePair for SimQpair {
             n += 1;
         }
         self.busy.truncate(kept);
+        self.next_due_ns = next_due_ns;
         if n > 0 && powered {
             let mut st = self.dev.lock();
             if let Some(media) = st.media.as_mut() {
