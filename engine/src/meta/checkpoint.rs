@@ -56,6 +56,7 @@ use std::collections::BTreeMap;
 use crate::codec::{DecodeError, Put, Reader};
 use crate::error::StoreError;
 use crate::meta::object::{Object, EXTENT_RECORD_BYTES, OBJECT_FIXED_BYTES};
+use crate::meta::objects::Objects;
 use crate::meta::sums::PageSums;
 use crate::meta::table::{MetaTable, COLL_HEADER_BYTES, MAX_DEVICE_PAGES, MAX_OBJECT_PAGES};
 use crate::types::{CollId, Extent, MAX_KEY_BYTES, MAX_NAME_BYTES, MAX_VALUE_BYTES};
@@ -77,7 +78,7 @@ pub fn encode_table(t: &MetaTable) -> Vec<u8> {
     for (&id, objs) in colls {
         out.put_u64(id);
         out.put_u32(count(objs.len()));
-        for (name, obj) in objs {
+        for (name, obj) in objs.iter() {
             out.put_bytes(name);
             out.put_u64(obj.size);
             out.put_u32(count(obj.extents.len()));
@@ -118,7 +119,7 @@ pub fn decode_table(bytes: &[u8]) -> Result<MetaTable, StoreError> {
         .map_err(|e| StoreError::Corrupt(format!("checkpoint payload: {e}")))
 }
 
-type Colls = BTreeMap<CollId, BTreeMap<Vec<u8>, Object>>;
+type Colls = BTreeMap<CollId, Objects>;
 
 fn bad(what: &'static str, value: u64) -> DecodeError {
     DecodeError::Bad { what, value }
@@ -140,7 +141,7 @@ fn decode(r: &mut Reader<'_>) -> Result<(Colls, PageSums), DecodeError> {
         }
         prev_id = Some(id);
         let n_objs = r.count("object count", MIN_OBJECT_BYTES)?;
-        let mut objs = BTreeMap::new();
+        let mut objs = Objects::new();
         let mut prev_name: Option<Vec<u8>> = None;
         for i in 0..n_objs {
             let name = r.bytes_vec("object name", MAX_NAME_BYTES)?;
@@ -148,8 +149,8 @@ fn decode(r: &mut Reader<'_>) -> Result<(Colls, PageSums), DecodeError> {
                 return Err(bad("object name (out of order) at index", i as u64));
             }
             let obj = decode_object(r, &mut sums)?;
-            prev_name = Some(name.clone());
-            objs.insert(name, obj);
+            objs.insert(&name, obj);
+            prev_name = Some(name);
         }
         colls.insert(id, objs);
     }

@@ -3,6 +3,8 @@
 //! - [`Delta`] (`delta.rs`): one physical, idempotent metadata change, as a journal entry
 //!   carries it; its byte encoding is in `delta_codec.rs`.
 //! - [`Object`] (`object.rs`): one object's size, extent map, attributes and omap.
+//! - `Objects` (`objects.rs`): a collection's objects, found by name in O(1) and walked in
+//!   name order.
 //! - [`PageSums`] (`sums.rs`): the crc32c of every mapped page and the open overwrite
 //!   intents.
 //! - [`MetaTable`] (`table.rs`): a shard's committed metadata, changed only by
@@ -14,6 +16,7 @@ mod checkpoint;
 mod delta;
 mod delta_codec;
 mod object;
+mod objects;
 mod sums;
 mod table;
 

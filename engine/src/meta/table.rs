@@ -49,6 +49,7 @@ use std::collections::BTreeMap;
 use crate::error::StoreError;
 use crate::meta::delta_codec::MAX_CSUM_PAGES;
 use crate::meta::object::{bytes_record, pair_record, Object, EXTENT_RECORD_BYTES, PAGE_SUM_BYTES};
+use crate::meta::objects::Objects;
 use crate::meta::sums::PageSums;
 use crate::meta::Delta;
 use crate::types::{
@@ -82,7 +83,7 @@ pub(crate) fn object_record_bytes(name: &[u8], obj: &Object) -> u64 {
 /// checkpoint does not keep it).
 #[derive(Clone, Debug, Default)]
 pub struct MetaTable {
-    colls: BTreeMap<CollId, BTreeMap<Vec<u8>, Object>>,
+    colls: BTreeMap<CollId, Objects>,
     /// Sums of mapped pages and open intents.
     sums: PageSums,
     /// Checkpoint payload bytes after the table header (running total).
@@ -110,10 +111,7 @@ impl MetaTable {
     }
 
     /// A table holding `colls`, `sums` and intents (the checkpoint decoder's constructor).
-    pub(super) fn from_parts(
-        colls: BTreeMap<CollId, BTreeMap<Vec<u8>, Object>>,
-        sums: PageSums,
-    ) -> Self {
+    pub(super) fn from_parts(colls: BTreeMap<CollId, Objects>, sums: PageSums) -> Self {
         let body_bytes = colls
             .values()
             .map(|objs| {
@@ -138,7 +136,7 @@ impl MetaTable {
     }
 
     /// Collections and their objects, in key order (the checkpoint encoder's view).
-    pub(super) fn inner(&self) -> &BTreeMap<CollId, BTreeMap<Vec<u8>, Object>> {
+    pub(super) fn inner(&self) -> &BTreeMap<CollId, Objects> {
         &self.colls
     }
 
@@ -172,14 +170,14 @@ impl MetaTable {
             }
             Delta::MkColl { coll } => {
                 if !self.colls.contains_key(coll) {
-                    self.colls.insert(*coll, BTreeMap::new());
+                    self.colls.insert(*coll, Objects::new());
                     self.body_bytes += COLL_HEADER_BYTES;
                 }
             }
             Delta::RmColl { coll } => {
                 if let Some(objs) = self.colls.remove(coll) {
                     self.body_bytes -= COLL_HEADER_BYTES;
-                    for (name, obj) in &objs {
+                    for (name, obj) in objs.iter() {
                         self.body_bytes -= object_record_bytes(name, obj);
                         freed.extend(obj.extents.values().copied());
                     }
@@ -189,10 +187,10 @@ impl MetaTable {
                 let Some(objs) = self.colls.get_mut(coll) else {
                     return Err(missing(d, "collection"));
                 };
-                if !objs.contains_key(name) {
+                if !objs.contains(name) {
                     let obj = Object::default();
                     self.body_bytes += object_record_bytes(name, &obj);
-                    objs.insert(name.clone(), obj);
+                    objs.insert(name, obj);
                 }
             }
             Delta::Remove { coll, name } => {
@@ -310,9 +308,7 @@ impl MetaTable {
 
     /// The objects of a collection in name order, or `None` if it does not exist.
     pub fn objects(&self, coll: CollId) -> Option<impl Iterator<Item = (&[u8], &Object)> + '_> {
-        self.colls
-            .get(&coll)
-            .map(|objs| objs.iter().map(|(n, o)| (n.as_slice(), o)))
+        self.colls.get(&coll).map(Objects::iter)
     }
 
     /// An object, if it exists.
@@ -322,7 +318,7 @@ impl MetaTable {
 
     /// Number of objects in all collections (O(collections)).
     pub fn object_count(&self) -> usize {
-        self.colls.values().map(BTreeMap::len).sum()
+        self.colls.values().map(Objects::len).sum()
     }
 
     /// Every mapped extent: (collection, object name, first logical page, extent), in key
@@ -331,7 +327,7 @@ impl MetaTable {
         self.colls.iter().flat_map(|(&coll, objs)| {
             objs.iter().flat_map(move |(name, obj)| {
                 obj.extents_iter()
-                    .map(move |(lpage, ext)| (coll, name.as_slice(), lpage, ext))
+                    .map(move |(lpage, ext)| (coll, name, lpage, ext))
             })
         })
     }
@@ -350,8 +346,7 @@ impl MetaTable {
             .range(coll..)
             .flat_map(move |(&c, objs)| {
                 let from = if c == coll { Included(name) } else { Unbounded };
-                objs.range::<[u8], _>((from, Unbounded))
-                    .map(move |(n, o)| (c, n.as_slice(), o))
+                objs.iter_from(from).map(move |(n, o)| (c, n, o))
             })
             .flat_map(move |(c, n, o)| {
                 let first = if c == coll && n == name { lpage } else { 0 };
@@ -379,7 +374,7 @@ impl MetaTable {
 }
 
 fn object_mut<'a>(
-    colls: &'a mut BTreeMap<CollId, BTreeMap<Vec<u8>, Object>>,
+    colls: &'a mut BTreeMap<CollId, Objects>,
     coll: CollId,
     name: &[u8],
 ) -> Option<&'a mut Object> {
