@@ -41,7 +41,7 @@ pub(crate) fn fsck_shard<Q: QueuePair>(sh: &Shard<Q>, r: &mut FsckReport) {
             r.objects += 1;
             let shown = String::from_utf8_lossy(name);
             let pages_in_size = o.size.div_ceil(PAGE);
-            for (lp, e) in &o.extents {
+            for (lp, e) in o.extents() {
                 if e.pages == 0 {
                     r.errors
                         .push(format!("{c}/{shown}: empty extent at page {lp}"));

@@ -63,7 +63,12 @@ impl ObjStat {
     pub(crate) fn of(o: &crate::meta::Object) -> ObjStat {
         ObjStat {
             size: o.size,
-            allocated_bytes: o.extents.values().map(|e| u64::from(e.pages)).sum::<u64>() * PAGE,
+            allocated_bytes: o
+                .extents()
+                .values()
+                .map(|e| u64::from(e.pages))
+                .sum::<u64>()
+                * PAGE,
             attrs: o.attrs.len() as u64,
             omap_keys: o.omap.len() as u64,
         }

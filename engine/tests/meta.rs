@@ -119,15 +119,21 @@ fn check_object(obj: &Object, model: &[Option<u64>], op: &ObjOp) {
         assert!(e.pages >= 1, "empty extent after {op:?}");
         if let Some((pl, pe)) = prev {
             let pend = pl + u64::from(pe.pages);
-            assert!(pend <= lpage, "overlap after {op:?}: {:?}", obj.extents);
+            assert!(pend <= lpage, "overlap after {op:?}: {:?}", obj.extents());
             assert!(
                 !(pend == lpage && pe.end() == e.phys),
                 "unmerged neighbours after {op:?}: {:?}",
-                obj.extents
+                obj.extents()
             );
         }
         prev = Some((lpage, e));
     }
+    // The cached end: the page after the last mapped page of the model.
+    let model_end = model
+        .iter()
+        .rposition(Option::is_some)
+        .map_or(0, |i| i as u64 + 1);
+    assert_eq!(obj.mapped_end(), model_end, "mapped_end after {op:?}");
     // The map, page by page, through segments and phys_of.
     let mut pages = Vec::new();
     let mut at = 0;

@@ -85,7 +85,7 @@ fn phys_of(e: &Engine<SimDevice>, coll: u64, name: &[u8], lpage: u64) -> u64 {
     e.with_reactors(|rs| {
         let obj = rs[s].shard().table().object(coll, name).expect("object");
         let (first, ext) = obj
-            .extents
+            .extents()
             .range(..=lpage)
             .next_back()
             .map(|(l, x)| (*l, *x))

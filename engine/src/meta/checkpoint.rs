@@ -81,8 +81,8 @@ pub fn encode_table(t: &MetaTable) -> Vec<u8> {
         for (name, obj) in objs.iter() {
             out.put_bytes(name);
             out.put_u64(obj.size);
-            out.put_u32(count(obj.extents.len()));
-            for (&lpage, ext) in &obj.extents {
+            out.put_u32(count(obj.extents().len()));
+            for (&lpage, ext) in obj.extents() {
                 out.put_u64(lpage);
                 out.put_u64(ext.phys);
                 out.put_u32(ext.pages);
@@ -210,12 +210,7 @@ fn decode_object(r: &mut Reader<'_>, sums: &mut PageSums) -> Result<Object, Deco
     }
     let attrs = decode_pairs(r, "attribute")?;
     let omap = decode_pairs(r, "omap")?;
-    Ok(Object {
-        size,
-        extents,
-        attrs,
-        omap,
-    })
+    Ok(Object::from_parts(size, extents, attrs, omap))
 }
 
 fn decode_pairs(

@@ -50,9 +50,12 @@ pub(crate) fn pair_record(key: &[u8], value: &[u8]) -> u64 {
 pub struct Object {
     /// Size in bytes. Pages past it may still be mapped (a `SetSize` does not unmap).
     pub size: u64,
-    /// Extent map: first logical page → extent. Keep the module's invariants when editing it
-    /// directly; prefer [`Object::map`] and [`Object::unmap`].
-    pub extents: BTreeMap<u64, Extent>,
+    /// Extent map: first logical page → extent. Changed only by [`Object::map`] and
+    /// [`Object::unmap`], which keep the module's invariants and `mapped_end`.
+    extents: BTreeMap<u64, Extent>,
+    /// The logical page after the last extent (0 when nothing is mapped): an append asks
+    /// for it on every write, and reading it here spares a walk down the extent tree.
+    mapped_end: u64,
     /// Attributes.
     pub attrs: BTreeMap<Vec<u8>, Vec<u8>>,
     /// Object map (small key/value store).
@@ -71,6 +74,41 @@ pub struct Segment {
 }
 
 impl Object {
+    /// An object with these parts (the checkpoint decoder's constructor). `extents` must
+    /// keep the module's invariants.
+    pub(crate) fn from_parts(
+        size: u64,
+        extents: BTreeMap<u64, Extent>,
+        attrs: BTreeMap<Vec<u8>, Vec<u8>>,
+        omap: BTreeMap<Vec<u8>, Vec<u8>>,
+    ) -> Self {
+        let mut obj = Object {
+            size,
+            extents,
+            mapped_end: 0,
+            attrs,
+            omap,
+        };
+        obj.mapped_end = obj.last_extent_end();
+        obj
+    }
+
+    /// The extent map: first logical page → extent, in logical order.
+    pub fn extents(&self) -> &BTreeMap<u64, Extent> {
+        &self.extents
+    }
+
+    /// The logical page after the last mapped extent; 0 when nothing is mapped. O(1).
+    pub fn mapped_end(&self) -> u64 {
+        self.mapped_end
+    }
+
+    fn last_extent_end(&self) -> u64 {
+        self.extents
+            .last_key_value()
+            .map_or(0, |(&lpage, e)| lpage + u64::from(e.pages))
+    }
+
     /// Maps logical pages `[lpage, lpage + ext.pages)` to `ext`, replacing whatever was
     /// mapped there. Removed physical pages go to `freed` (in logical order), except those
     /// that `ext` itself covers.
@@ -106,6 +144,8 @@ impl Object {
             }
         });
         self.insert_merged(lpage, ext);
+        // Whatever was removed lay inside [lpage, end), which is mapped now.
+        self.mapped_end = self.mapped_end.max(end);
         removed
     }
 
@@ -118,6 +158,9 @@ impl Object {
             removed += u64::from(piece.pages);
             freed.push(piece)
         });
+        if removed > 0 {
+            self.mapped_end = self.last_extent_end();
+        }
         removed
     }
 

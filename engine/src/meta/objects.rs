@@ -116,10 +116,9 @@ mod tests {
     use super::*;
 
     fn obj(size: u64) -> Object {
-        Object {
-            size,
-            ..Object::default()
-        }
+        let mut o = Object::default();
+        o.size = size;
+        o
     }
 
     #[derive(Clone, Debug)]

@@ -179,7 +179,7 @@ impl MetaTable {
                     self.body_bytes -= COLL_HEADER_BYTES;
                     for (name, obj) in objs.iter() {
                         self.body_bytes -= object_record_bytes(name, obj);
-                        freed.extend(obj.extents.values().copied());
+                        freed.extend(obj.extents().values().copied());
                     }
                 }
             }
@@ -196,7 +196,7 @@ impl MetaTable {
             Delta::Remove { coll, name } => {
                 if let Some(obj) = self.colls.get_mut(coll).and_then(|objs| objs.remove(name)) {
                     self.body_bytes -= object_record_bytes(name, &obj);
-                    freed.extend(obj.extents.values().copied());
+                    freed.extend(obj.extents().values().copied());
                 }
             }
             Delta::RmAttr { coll, name, key } | Delta::OmapRm { coll, name, key } => {
@@ -253,7 +253,7 @@ impl MetaTable {
                 let Some(obj) = object_mut(&mut self.colls, *coll, name) else {
                     return Err(missing(d, "object"));
                 };
-                let before = obj.extents.len() as u64;
+                let before = obj.extents().len() as u64;
                 let ext = Extent {
                     phys: *phys,
                     pages: *pages,
@@ -267,7 +267,7 @@ impl MetaTable {
                 }
                 let replaced = obj.map(*lpage, ext, freed);
                 self.body_bytes = self.body_bytes
-                    + obj.extents.len() as u64 * EXTENT_RECORD_BYTES
+                    + obj.extents().len() as u64 * EXTENT_RECORD_BYTES
                     + u64::from(*pages) * PAGE_SUM_BYTES
                     - before * EXTENT_RECORD_BYTES
                     - replaced * PAGE_SUM_BYTES;
@@ -281,9 +281,10 @@ impl MetaTable {
                 let Some(obj) = object_mut(&mut self.colls, *coll, name) else {
                     return Err(missing(d, "object"));
                 };
-                let before = obj.extents.len() as u64;
+                let before = obj.extents().len() as u64;
                 let removed = obj.unmap(*lpage, *pages, freed);
-                self.body_bytes = self.body_bytes + obj.extents.len() as u64 * EXTENT_RECORD_BYTES
+                self.body_bytes = self.body_bytes
+                    + obj.extents().len() as u64 * EXTENT_RECORD_BYTES
                     - before * EXTENT_RECORD_BYTES
                     - removed * PAGE_SUM_BYTES;
             }
@@ -352,11 +353,11 @@ impl MetaTable {
                 let first = if c == coll && n == name { lpage } else { 0 };
                 // The extent holding `first`, if any, then every later one.
                 let start = o
-                    .extents
+                    .extents()
                     .range(..=first)
                     .next_back()
                     .map_or(first, |(&s, _)| s);
-                o.extents
+                o.extents()
                     .range((Included(start), Unbounded))
                     .flat_map(move |(&lp, e)| {
                         (0..u64::from(e.pages)).map(move |i| (lp + i, e.phys + i))

@@ -49,12 +49,7 @@ pub(crate) fn plan_fresh_write(
     let size = match obj {
         None => 0,
         Some(o) => {
-            let mapped_end = o
-                .extents
-                .iter()
-                .next_back()
-                .map_or(0, |(&lpage, e)| lpage + u64::from(e.pages));
-            if o.size % PAGE != 0 || mapped_end > first {
+            if o.size % PAGE != 0 || o.mapped_end() > first {
                 return None;
             }
             o.size

@@ -388,7 +388,7 @@ impl<'a> Planner<'a> {
         let live = sh.live_mut();
         let mapped = live
             .body
-            .extents
+            .extents()
             .range(..end)
             .next_back()
             .is_some_and(|(&s, e)| s + u64::from(e.pages) > lpage);

@@ -328,7 +328,7 @@ impl Planner<'_> {
         // Every page with data: mapped in the source, or dirty in this transaction.
         let mut lpages: Vec<u64> = live
             .body
-            .extents
+            .extents()
             .iter()
             .flat_map(|(&lp, e)| lp..lp + u64::from(e.pages))
             .chain(sh.dirty.keys().copied())
