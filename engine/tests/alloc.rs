@@ -1,7 +1,7 @@
 //! The data-area allocator: placement, coalescing, all-or-nothing failure, deferred frees
 //! and their two gate conditions, rebuild and check, and a model-based property test.
 
-use keel_engine::alloc::{AllocError, Allocator, Claim, FreeGate, NEXT_FIT_SCAN_RUNS_MAX};
+use keel_engine::alloc::{AllocError, Allocator, Claim, Extents, FreeGate, NEXT_FIT_SCAN_RUNS_MAX};
 use keel_engine::{Extent, StoreError};
 use proptest::prelude::*;
 
@@ -149,14 +149,14 @@ fn no_space_takes_nothing() {
     let before = runs(&a);
     assert_eq!(a.free_pages(), 7);
 
-    let mut out = vec![ext(999, 1)];
+    let mut out = Extents::from_slice(&[ext(999, 1)]);
     let err = a.alloc_into(8, 4, &mut out).unwrap_err();
     assert!(matches!(err, StoreError::NoSpace(_)), "{err:?}");
     let msg = err.to_string();
     assert!(msg.contains("8 pages wanted"), "{msg}");
     assert!(msg.contains("7 free"), "{msg}");
     assert!(msg.contains("5 awaiting reuse"), "{msg}");
-    assert_eq!(out, [ext(999, 1)]);
+    assert_eq!(out.as_slice(), [ext(999, 1)]);
     assert_eq!(runs(&a), before);
     assert_eq!(
         (a.free_pages(), a.deferred_pages(), a.used_pages()),

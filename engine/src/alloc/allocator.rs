@@ -57,6 +57,10 @@ use super::free_map::FreeMap;
 use crate::error::StoreError;
 use crate::types::Extent;
 
+/// The extents of one allocation, nearly always one: held inline, so allocating pages
+/// does not allocate memory on a write's path.
+pub type Extents = smallvec::SmallVec<[Extent; 2]>;
+
 /// How many free runs next fit examines before it settles for the best fit.
 pub const NEXT_FIT_SCAN_RUNS_MAX: usize = 64;
 
@@ -260,9 +264,9 @@ impl Allocator {
     /// Allocates `pages` pages as extents of at most `max_extent_pages` pages each; see
     /// [`alloc_into`](Self::alloc_into). Allocates the returned `Vec`.
     pub fn alloc(&mut self, pages: u64, max_extent_pages: u32) -> Result<Vec<Extent>, StoreError> {
-        let mut out = Vec::new();
+        let mut out = Extents::new();
         self.alloc_into(pages, max_extent_pages, &mut out)?;
-        Ok(out)
+        Ok(out.into_vec())
     }
 
     /// Allocates `pages` pages as extents of at most `max_extent_pages` pages each and appends
@@ -281,7 +285,7 @@ impl Allocator {
         &mut self,
         pages: u64,
         max_extent_pages: u32,
-        out: &mut Vec<Extent>,
+        out: &mut Extents,
     ) -> Result<(), StoreError> {
         assert!(max_extent_pages > 0, "alloc: max_extent_pages is 0");
         if pages == 0 {
@@ -347,7 +351,7 @@ impl Allocator {
     }
 
     /// Marks `[start, start + len)` used and appends it to `out` as extents of at most `max`.
-    fn take(&mut self, start: u64, len: u64, max: u32, out: &mut Vec<Extent>) {
+    fn take(&mut self, start: u64, len: u64, max: u32, out: &mut Extents) {
         self.free.remove(start, len);
         let end = start + len;
         let mut at = start;

@@ -33,5 +33,5 @@
 pub mod allocator;
 pub mod free_map;
 
-pub use allocator::{AllocError, Allocator, Claim, FreeGate, NEXT_FIT_SCAN_RUNS_MAX};
+pub use allocator::{AllocError, Allocator, Claim, Extents, FreeGate, NEXT_FIT_SCAN_RUNS_MAX};
 pub use free_map::FreeMap;

@@ -14,11 +14,11 @@
 //! ```
 
 use super::{Planned, PG};
-use crate::alloc::Allocator;
+use crate::alloc::{Allocator, Extents};
 use crate::error::StoreError;
 use crate::meta::{Delta, MetaTable};
 use crate::txn::{Transaction, TxnOp};
-use crate::types::{Extent, PAGE};
+use crate::types::PAGE;
 
 /// Plans `txn` when it is one write of fresh pages; `None` when it is not (the general
 /// planner then plans it). On error nothing stays allocated. A plan takes `buf`'s memory
@@ -56,7 +56,7 @@ pub(crate) fn plan_fresh_write(
         }
     };
     let pages = (end - 1) / PAGE - first + 1;
-    let mut exts: Vec<Extent> = Vec::with_capacity(1);
+    let mut exts = Extents::new();
     if let Err(e) = alloc.alloc_into(pages, max_extent_pages, &mut exts) {
         return Some(Err(e));
     }
@@ -119,7 +119,7 @@ mod tests {
 
     use super::*;
     use crate::shard::plan::{PlanOutcome, Planner};
-    use crate::types::CollId;
+    use crate::types::{CollId, Extent};
 
     const COLL: CollId = 7;
     const NAME: &[u8] = b"obj";
@@ -142,7 +142,7 @@ mod tests {
             deltas: p.deltas,
             runs: p.runs.iter().map(|r| (r.phys, r.pages)).collect(),
             data: p.data,
-            allocated: p.allocated,
+            allocated: p.allocated.into_vec(),
             overwrites: p.overwrites,
             fresh_pages: p.fresh_pages,
             overwrite_pages: p.overwrite_pages,
@@ -189,7 +189,7 @@ mod tests {
         });
         let mut a = Allocator::rebuild(DATA_START, 64, used).expect("disjoint extents");
         // Move the cursor: allocate there, give it back.
-        let mut e = Vec::new();
+        let mut e = Extents::new();
         if cursor_pages > 0 && a.alloc_into(cursor_pages, 64, &mut e).is_ok() {
             for x in e {
                 a.release_now(x);

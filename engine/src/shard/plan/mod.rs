@@ -24,11 +24,13 @@
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 
-use crate::alloc::Allocator;
+use smallvec::SmallVec;
+
+use crate::alloc::{Allocator, Extents};
 use crate::error::StoreError;
 use crate::meta::{page_sum, Delta, MetaTable, Object, MAX_CSUM_PAGES};
 use crate::txn::{Transaction, TxnOp};
-use crate::types::{CollId, Extent, ObjKey, MAX_TXN_DATA_BYTES, PAGE};
+use crate::types::{CollId, ObjKey, MAX_TXN_DATA_BYTES, PAGE};
 
 mod fresh;
 mod ops;
@@ -49,11 +51,11 @@ pub(crate) struct PlannedRun {
 pub(crate) struct Planned {
     pub(crate) deltas: Vec<Delta>,
     /// Runs in device order.
-    pub(crate) runs: Vec<PlannedRun>,
+    pub(crate) runs: SmallVec<[PlannedRun; 2]>,
     /// The bytes of every run, one after the other.
     pub(crate) data: Vec<u8>,
     /// Extents allocated for it (given back if it fails before its entry is durable).
-    pub(crate) allocated: Vec<Extent>,
+    pub(crate) allocated: Extents,
     /// Committed pages rewritten in place: (first page, pages).
     pub(crate) overwrites: Vec<(u64, u32)>,
     pub(crate) fresh_pages: u64,
@@ -504,7 +506,7 @@ impl<'a> Planner<'a> {
         if unplaced.is_empty() {
             return Ok(());
         }
-        let mut exts = Vec::new();
+        let mut exts = Extents::new();
         self.alloc
             .alloc_into(unplaced.len() as u64, self.max_extent_pages, &mut exts)?;
         self.out.allocated.extend_from_slice(&exts);
