@@ -457,8 +457,21 @@ fn header_declares_every_export() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let header = std::fs::read_to_string(root.join("include/keel.h")).unwrap();
     let mut exports = 0;
-    for entry in std::fs::read_dir(root.join("src/ffi")).unwrap() {
-        let src = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+    // Every .rs file under src/ffi, subfolders included.
+    let mut files = Vec::new();
+    let mut dirs = vec![root.join("src/ffi")];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                files.push(path);
+            }
+        }
+    }
+    for path in files {
+        let src = std::fs::read_to_string(path).unwrap();
         let mut rest = src.as_str();
         while let Some(at) = rest.find("extern \"C\" fn ") {
             rest = &rest[at + "extern \"C\" fn ".len()..];

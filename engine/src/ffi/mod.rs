@@ -78,9 +78,12 @@ pub use scrub::{
     keel_bad_range, keel_scrub, keel_scrub_report, KEEL_BAD_CORRUPT, KEEL_BAD_RANGE_NAME_BYTES,
     KEEL_BAD_TORN,
 };
+pub use store::query::{
+    keel_getattr, keel_omap_get, keel_read, keel_stat, keel_stats, keel_store_stats,
+};
 pub use store::{
-    keel_done_cb, keel_getattr, keel_omap_get, keel_poll, keel_read, keel_stat, keel_stats,
-    keel_store, keel_store_close, keel_store_open, keel_store_stats, keel_submit, keel_submit_sync,
+    keel_done_cb, keel_poll, keel_store, keel_store_close, keel_store_open, keel_submit,
+    keel_submit_sync,
 };
 pub use txn::{
     keel_txn, keel_txn_acknowledge, keel_txn_clone, keel_txn_clone_range, keel_txn_create,
