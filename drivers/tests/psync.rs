@@ -10,7 +10,12 @@ use keel_drivers::{
     QpairOptions, QueuePair, Rejected,
 };
 
-const BS: usize = 4096;
+#[path = "support/stamp.rs"]
+mod stamp;
+
+use stamp::stamped_bytes;
+
+const BS: usize = stamp::STAMP_BLOCK;
 const MIB: usize = 1 << 20;
 
 fn pool(buf_bytes: usize, count: u32) -> DmaPool {
@@ -31,27 +36,6 @@ fn create(path: &Path, blocks: u64) -> PsyncDevice {
     let mut cfg = PsyncConfig::new(path);
     cfg.create_bytes = Some(blocks * BS as u64);
     PsyncDevice::open(&cfg).unwrap()
-}
-
-/// Fills each block with (write id, block number) so a block read back names its write
-/// and the place it was meant for.
-fn stamp(buf: &mut [u8], write_id: u32, lba: u64) {
-    for (i, block) in buf.chunks_mut(BS).enumerate() {
-        let tag = [
-            write_id.to_le_bytes(),
-            ((lba + i as u64) as u32).to_le_bytes(),
-        ]
-        .concat();
-        for chunk in block.chunks_mut(8) {
-            chunk.copy_from_slice(&tag);
-        }
-    }
-}
-
-fn stamped(len: usize, write_id: u32, lba: u64) -> Vec<u8> {
-    let mut v = vec![0; len];
-    stamp(&mut v, write_id, lba);
-    v
 }
 
 /// Submits one command and takes its completion (psync completes inside submit).
@@ -99,10 +83,16 @@ fn write_then_read_back_at_several_offsets() {
     let pool = pool(BS, 4);
     let lbas = [0, 1, 7, 100, 511, 1023];
     for (id, &lba) in lbas.iter().enumerate() {
-        write(&mut qp, &pool, lba, &stamped(BS, id as u32 + 1, lba), false);
+        write(
+            &mut qp,
+            &pool,
+            lba,
+            &stamped_bytes(BS, id as u32 + 1, lba),
+            false,
+        );
     }
     for (id, &lba) in lbas.iter().enumerate() {
-        let want = stamped(BS, id as u32 + 1, lba);
+        let want = stamped_bytes(BS, id as u32 + 1, lba);
         assert_eq!(
             read(&mut qp, &pool, lba, BS).as_slice(),
             &want[..],
@@ -133,12 +123,12 @@ fn multi_block_and_exactly_max_transfer() {
     let mut qp = dev.open_qpair(&QpairOptions::depth(4)).unwrap();
     let pool = pool(MIB, 2);
 
-    let three = stamped(3 * BS, 1, 5);
+    let three = stamped_bytes(3 * BS, 1, 5);
     write(&mut qp, &pool, 5, &three, false);
-    let max = stamped(MIB, 2, 300);
+    let max = stamped_bytes(MIB, 2, 300);
     write(&mut qp, &pool, 300, &max, false);
     // The last max transfer of the device ends exactly at its end.
-    let tail = stamped(MIB, 3, 1024 - 256);
+    let tail = stamped_bytes(MIB, 3, 1024 - 256);
     write(&mut qp, &pool, 1024 - 256, &tail, false);
 
     assert_eq!(read(&mut qp, &pool, 5, 3 * BS).as_slice(), &three[..]);
@@ -160,7 +150,7 @@ fn fua_write_and_flush() {
     let mut qp = dev.open_qpair(&QpairOptions::depth(4)).unwrap();
     let pool = pool(4 * BS, 2);
 
-    let data = stamped(4 * BS, 9, 10);
+    let data = stamped_bytes(4 * BS, 9, 10);
     write(&mut qp, &pool, 10, &data, true);
     assert_eq!(file_bytes(&path, 10, 4 * BS), data);
     assert_eq!(read(&mut qp, &pool, 10, 4 * BS).as_slice(), &data[..]);
@@ -182,7 +172,7 @@ fn write_zeroes_zeroes_only_its_range() {
     let dev = create(&path, 64);
     let mut qp = dev.open_qpair(&QpairOptions::depth(4)).unwrap();
     let pool = pool(64 * BS, 1);
-    let pattern = stamped(64 * BS, 4, 0);
+    let pattern = stamped_bytes(64 * BS, 4, 0);
     write(&mut qp, &pool, 0, &pattern, false);
 
     let c = run(
@@ -234,7 +224,7 @@ fn bad_requests_come_back_whole_and_leave_the_file_alone() {
     let mut qp = dev.open_qpair(&QpairOptions::depth(4)).unwrap();
     let big = pool(MIB + BS, 1);
     let small = pool(4 * BS, 1);
-    write(&mut qp, &small, 0, &stamped(4 * BS, 1, 0), false);
+    write(&mut qp, &small, 0, &stamped_bytes(4 * BS, 1, 0), false);
     let image = std::fs::read(&path).unwrap();
     let before = qp.stats();
 
@@ -615,7 +605,13 @@ fn queue_pairs_on_two_threads_share_the_device() {
                 let mut qp = dev.open_qpair(&QpairOptions::depth(4)).unwrap();
                 for i in 0..32 {
                     let lba = t * 128 + i;
-                    write(&mut qp, pool, lba, &stamped(BS, t as u32, lba), i % 2 == 0);
+                    write(
+                        &mut qp,
+                        pool,
+                        lba,
+                        &stamped_bytes(BS, t as u32, lba),
+                        i % 2 == 0,
+                    );
                 }
             });
         }
@@ -624,7 +620,7 @@ fn queue_pairs_on_two_threads_share_the_device() {
     for t in 0..2u64 {
         for i in 0..32 {
             let lba = t * 128 + i;
-            let want = stamped(BS, t as u32, lba);
+            let want = stamped_bytes(BS, t as u32, lba);
             assert_eq!(read(&mut qp, &pool, lba, BS).as_slice(), &want[..]);
         }
     }
@@ -722,7 +718,7 @@ fn loop_block_device_as_root() {
     assert_eq!(dev.geometry().block_count, 1024);
     let mut qp = dev.open_qpair(&QpairOptions::depth(2)).unwrap();
     let pool = pool(8 * BS, 2);
-    let data = stamped(8 * BS, 6, 100);
+    let data = stamped_bytes(8 * BS, 6, 100);
     write(&mut qp, &pool, 100, &data, true);
     assert_eq!(read(&mut qp, &pool, 100, 8 * BS).as_slice(), &data[..]);
     run(

@@ -7,7 +7,9 @@ pub use keel_drivers::{
     PoolConfig, QpairOptions, QueuePair,
 };
 
-pub const BS: usize = 4096;
+pub use crate::stamp::stamp_bytes;
+
+pub const BS: usize = crate::stamp::STAMP_BLOCK;
 
 pub fn pool(buf_bytes: usize, count: u32) -> DmaPool {
     let mut cfg = PoolConfig::new(buf_bytes, count);
@@ -23,20 +25,6 @@ pub fn cfg(blocks: u64) -> SimConfig {
 /// the write it came from and the place it was meant for.
 pub fn stamp(buf: &mut DmaBuf, write_id: u32, lba: u64) {
     stamp_bytes(buf.as_mut_slice(), write_id, lba);
-}
-
-/// [`stamp`] on plain bytes: what a write of `write_id` at `lba` puts on the media.
-pub fn stamp_bytes(bytes: &mut [u8], write_id: u32, lba: u64) {
-    for (i, block) in bytes.chunks_mut(BS).enumerate() {
-        let tag = [
-            write_id.to_le_bytes(),
-            ((lba + i as u64) as u32).to_le_bytes(),
-        ]
-        .concat();
-        for chunk in block.chunks_mut(8) {
-            chunk.copy_from_slice(&tag);
-        }
-    }
 }
 
 pub fn stamp_of(block: &[u8]) -> Option<(u32, u64)> {

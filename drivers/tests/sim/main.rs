@@ -11,4 +11,6 @@ mod commands;
 mod common;
 mod faults;
 mod power;
+#[path = "../support/stamp.rs"]
+mod stamp;
 mod timing;

@@ -12,7 +12,9 @@ pub use std::process::Command as Shell;
 pub use std::time::{Duration, Instant};
 pub use tempfile::NamedTempFile;
 
-pub const BS: usize = 4096;
+pub use crate::stamp::{stamp_bytes, stamped_bytes};
+
+pub const BS: usize = crate::stamp::STAMP_BLOCK;
 
 pub const MIB: usize = 1 << 20;
 
@@ -40,23 +42,12 @@ pub fn device(bytes: u64) -> (NamedTempFile, UringDevice) {
 
 /// Fills each block with (write id, block number) stamps.
 pub fn stamp(buf: &mut DmaBuf, write_id: u32, lba: u64) {
-    for (i, block) in buf.as_mut_slice().chunks_mut(BS).enumerate() {
-        let tag = [
-            write_id.to_le_bytes(),
-            ((lba + i as u64) as u32).to_le_bytes(),
-        ]
-        .concat();
-        for chunk in block.chunks_mut(8) {
-            chunk.copy_from_slice(&tag);
-        }
-    }
+    stamp_bytes(buf.as_mut_slice(), write_id, lba);
 }
 
+/// `blocks` blocks stamped as a write of `write_id` at `lba`.
 pub fn stamped(write_id: u32, lba: u64, blocks: usize) -> Vec<u8> {
-    let p = pool(blocks * BS, 1);
-    let mut b = p.alloc().unwrap();
-    stamp(&mut b, write_id, lba);
-    b.as_slice().to_vec()
+    stamped_bytes(blocks * BS, write_id, lba)
 }
 
 /// Polls until `want` completions arrived (10 s at most).

@@ -18,3 +18,5 @@ mod config;
 mod data;
 mod loop_device;
 mod queue;
+#[path = "../support/stamp.rs"]
+mod stamp;
