@@ -307,6 +307,13 @@ pub struct RawArgs {
     #[arg(long)]
     pub fua: bool,
 
+    /// Acknowledge each write only once a flush issued after it completed has completed:
+    /// one flush in flight at a time, covering every write that completed before it was
+    /// issued. The least a durable acknowledgement costs on a device with a volatile write
+    /// cache and no native FUA: what a store's group commit pays at best.
+    #[arg(long, conflicts_with = "fua")]
+    pub group_flush: bool,
+
     /// How long to measure.
     #[command(flatten)]
     pub measure: MeasureArgs,
@@ -403,11 +410,13 @@ impl RawArgs {
     pub fn check(&self) -> Result<(), String> {
         self.device.check()?;
         check_bs(self.bs, self.device.size(&RAW_DEVICE))?;
-        if self.fua && !self.workload.writes() {
-            return Err(format!(
-                "--fua is for writes, not --workload {}",
-                self.workload.as_str()
-            ));
+        for (set, flag) in [(self.fua, "--fua"), (self.group_flush, "--group-flush")] {
+            if set && !self.workload.writes() {
+                return Err(format!(
+                    "{flag} is for writes, not --workload {}",
+                    self.workload.as_str()
+                ));
+            }
         }
         self.measure.check()
     }

@@ -210,4 +210,18 @@ fn raw_usage_errors() {
         .unwrap_err()
         .contains("--fua is for writes"));
     assert!(checked(&["raw", "--driver", "null", "--fua", "--workload", "seqwrite"]).is_ok());
+    assert!(checked(&["raw", "--driver", "null", "--group-flush"])
+        .unwrap_err()
+        .contains("--group-flush is for writes"));
+    let gf = [
+        "raw",
+        "--driver",
+        "null",
+        "--group-flush",
+        "--workload",
+        "randwrite",
+    ];
+    assert!(checked(&gf).is_ok());
+    // A write is either durable on completion or waits for a flush, not both.
+    assert!(parse(&[&gf[..], &["--fua"]].concat()).is_err());
 }

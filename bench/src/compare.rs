@@ -9,7 +9,14 @@
 //!
 //! For random writes fio also runs with an fdatasync after every --qd writes: plain fio
 //! leaves its writes in the device's volatile cache, while an engine acknowledges only
-//! durable transactions, so the second baseline is the like-for-like one.
+//! durable transactions. fio does not wait for its fdatasync, though, so that baseline
+//! still counts writes that are not durable yet. The third baseline is Keel raw with
+//! `--group-flush`: every write waits for a flush issued after it completed, one flush in
+//! flight covering every write completed before it. That is the least a durable write
+//! costs on the device (group commit with no engine above it), and `÷ durable` is each
+//! row's IOPS over it: how close a store comes to what the device allows for durable
+//! acknowledgements. On a device without a volatile cache (or with native FUA) the flush
+//! is free and the durable row meets plain raw.
 //!
 //! The engine only writes: with `--workload randread` it is left out. fio's psync engine
 //! has no queue depth (it runs at QD1), so on psync the ratio compares Keel's psync driver
@@ -193,6 +200,9 @@ pub struct Row {
     /// IOPS ÷ fio's with an fdatasync every --qd writes on the same path: a baseline with
     /// the durability a store's acknowledgement carries (randwrite only).
     pub ratio_to_fio_fdatasync: Option<f64>,
+    /// IOPS ÷ Keel raw with `--group-flush` on the same path: the device's own cost of
+    /// durable acknowledgements, with no engine (randwrite only).
+    pub ratio_to_durable: Option<f64>,
     /// `nvme` rows (with --pci): IOPS ÷ the same contender's on the first kernel path, on
     /// the same controller.
     pub ratio_to_kernel: Option<f64>,
@@ -236,6 +246,8 @@ struct Contender {
 
 enum Kind {
     Raw(Vec<String>),
+    /// Keel raw with `--group-flush`: the durable-write baseline of its path.
+    RawGroupFlush(Vec<String>),
     Engine(Vec<String>),
     /// fio; with Some(n), an fdatasync after every n writes.
     Fio(Option<u32>),
@@ -255,13 +267,21 @@ fn contenders(args: &CompareArgs, with_fio: bool) -> Vec<Contender> {
         let mut raw = vec!["raw".to_owned()];
         raw.extend(common.iter().cloned());
         raw.extend(["--workload".into(), args.workload.as_str().into()]);
-        v.push(Contender {
-            name: "keel raw".into(),
-            path: p,
-            qd: args.qd,
-            kind: Kind::Raw(raw),
-        });
         if args.workload == CompareWorkload::Randwrite {
+            let mut durable = raw.clone();
+            durable.push("--group-flush".into());
+            v.push(Contender {
+                name: "keel raw".into(),
+                path: p,
+                qd: args.qd,
+                kind: Kind::Raw(raw),
+            });
+            v.push(Contender {
+                name: "keel raw group-flush".into(),
+                path: p,
+                qd: args.qd,
+                kind: Kind::RawGroupFlush(durable),
+            });
             for mode in ["metadata-only", "full"] {
                 let mut e = vec!["engine".to_owned()];
                 e.extend(common.iter().cloned());
@@ -278,6 +298,13 @@ fn contenders(args: &CompareArgs, with_fio: bool) -> Vec<Contender> {
                     kind: Kind::Engine(e),
                 });
             }
+        } else {
+            v.push(Contender {
+                name: "keel raw".into(),
+                path: p,
+                qd: args.qd,
+                kind: Kind::Raw(raw),
+            });
         }
         if with_fio && p.kernel() {
             let qd = if p == ComparePath::Psync { 1 } else { args.qd };
@@ -338,7 +365,7 @@ fn command_on(
 
 fn run_once(args: &CompareArgs, c: &Contender, target: &Target) -> Result<Sample, BenchError> {
     match &c.kind {
-        Kind::Raw(argv) => {
+        Kind::Raw(argv) | Kind::RawGroupFlush(argv) => {
             let Command::Raw(a) = command_on(args, c, argv, target)? else {
                 unreachable!("raw arguments")
             };
@@ -498,6 +525,7 @@ pub fn run(args: &CompareArgs) -> Result<CompareReport, BenchError> {
                 cpu_us_per_op: col(3),
                 ratio_to_fio: None,
                 ratio_to_fio_fdatasync: None,
+                ratio_to_durable: None,
                 ratio_to_kernel: None,
             }
         })
@@ -521,18 +549,20 @@ pub fn run(args: &CompareArgs) -> Result<CompareReport, BenchError> {
     })
 }
 
-/// Each row's ratios: to fio (plain and with fdatasync) on its path, and for `nvme` rows
-/// to the same contender on the first kernel path.
+/// Each row's ratios: to fio (plain and with fdatasync) and to Keel raw group-flush on its
+/// path, and for `nvme` rows to the same contender on the first kernel path.
 fn add_ratios(cs: &[Contender], rows: &mut [Row]) {
-    // fio's IOPS per path, plain and with fdatasync, by contender kind.
-    let baseline = |durable: bool| -> Vec<(String, f64)> {
+    // A baseline's IOPS per path, by contender kind.
+    let baseline = |is: &dyn Fn(&Kind) -> bool| -> Vec<(String, f64)> {
         cs.iter()
             .zip(rows.iter())
-            .filter(|(c, _)| matches!(c.kind, Kind::Fio(sync) if sync.is_some() == durable))
+            .filter(|(c, _)| is(&c.kind))
             .map(|(_, r)| (r.path.clone(), r.iops))
             .collect()
     };
-    let (plain, durable) = (baseline(false), baseline(true));
+    let plain = baseline(&|k| matches!(k, Kind::Fio(None)));
+    let synced = baseline(&|k| matches!(k, Kind::Fio(Some(_))));
+    let durable = baseline(&|k| matches!(k, Kind::RawGroupFlush(_)));
     let ratio = |base: &[(String, f64)], r: &Row| {
         base.iter()
             .find(|(p, _)| *p == r.path)
@@ -546,7 +576,8 @@ fn add_ratios(cs: &[Contender], rows: &mut [Row]) {
         .collect();
     for r in rows.iter_mut() {
         r.ratio_to_fio = ratio(&plain, r);
-        r.ratio_to_fio_fdatasync = ratio(&durable, r);
+        r.ratio_to_fio_fdatasync = ratio(&synced, r);
+        r.ratio_to_durable = ratio(&durable, r);
         if r.path == ComparePath::Nvme.as_str() {
             r.ratio_to_kernel = kernel
                 .iter()
@@ -565,7 +596,7 @@ pub fn table(r: &CompareReport) -> String {
     let kernel = r.rows.iter().any(|x| x.ratio_to_kernel.is_some());
     let opt = |x: Option<f64>| x.map_or_else(|| "-".to_owned(), |x| format!("{x:.2}"));
     out.push_str(&format!(
-        "{:<27} {:<6} {:>4} {:>10} {:>21} {:>9} {:>9} {:>9} {:>8} {:>10}{}\n",
+        "{:<27} {:<6} {:>4} {:>10} {:>21} {:>9} {:>9} {:>9} {:>8} {:>10} {:>9}{}\n",
         "contender",
         "path",
         "qd",
@@ -576,6 +607,7 @@ pub fn table(r: &CompareReport) -> String {
         "cpu µs/op",
         "÷ fio",
         "÷ fio+sync",
+        "÷ durable",
         if kernel { "   ÷ kernel" } else { "" }
     ));
     for row in &r.rows {
@@ -586,7 +618,7 @@ pub fn table(r: &CompareReport) -> String {
             .fold(f64::INFINITY, f64::min);
         let hi = row.iops_rounds.iter().copied().fold(0.0, f64::max);
         out.push_str(&format!(
-            "{:<27} {:<6} {:>4} {:>10.0} {:>21} {:>9.1} {:>9.1} {:>9.2} {:>8} {:>10}{}\n",
+            "{:<27} {:<6} {:>4} {:>10.0} {:>21} {:>9.1} {:>9.1} {:>9.2} {:>8} {:>10} {:>9}{}\n",
             row.contender,
             row.path,
             row.qd,
@@ -597,6 +629,7 @@ pub fn table(r: &CompareReport) -> String {
             row.cpu_us_per_op,
             opt(row.ratio_to_fio),
             opt(row.ratio_to_fio_fdatasync),
+            opt(row.ratio_to_durable),
             if kernel {
                 format!(" {:>10}", opt(row.ratio_to_kernel))
             } else {
@@ -609,6 +642,11 @@ pub fn table(r: &CompareReport) -> String {
         .any(|x| x.contender == "fio" && x.path == "psync")
     {
         out.push_str("fio's psync engine has no queue depth: it ran at QD1.\n");
+    }
+    if r.rows.iter().any(|x| x.ratio_to_durable.is_some()) {
+        out.push_str(
+            "÷ durable: IOPS over keel raw group-flush on the same path, each write acknowledged once a later flush completed: the least a durable write costs on this device.\n",
+        );
     }
     if kernel {
         out.push_str(
@@ -651,11 +689,13 @@ mod tests {
             names(&cs),
             [
                 "keel raw uring",
+                "keel raw group-flush uring",
                 "keel engine metadata-only uring",
                 "keel engine full uring",
                 "fio uring",
                 "fio fdatasync/32 uring",
                 "keel raw psync",
+                "keel raw group-flush psync",
                 "keel engine metadata-only psync",
                 "keel engine full psync",
                 "fio psync",
@@ -669,7 +709,10 @@ mod tests {
         for c in &cs {
             let with = |argv: &[String]| command_on(&a, c, argv, &target).unwrap();
             match &c.kind {
-                Kind::Raw(v) => assert!(matches!(with(v), Command::Raw(_))),
+                Kind::Raw(v) => assert!(matches!(with(v), Command::Raw(a) if !a.group_flush)),
+                Kind::RawGroupFlush(v) => {
+                    assert!(matches!(with(v), Command::Raw(a) if a.group_flush))
+                }
                 Kind::Engine(v) => assert!(matches!(with(v), Command::Engine(_))),
                 Kind::Fio(_) => {}
             }
@@ -684,9 +727,11 @@ mod tests {
             names(&cs),
             [
                 "keel raw nvme",
+                "keel raw group-flush nvme",
                 "keel engine metadata-only nvme",
                 "keel engine full nvme",
                 "keel raw uring",
+                "keel raw group-flush uring",
                 "keel engine metadata-only uring",
                 "keel engine full uring",
                 "fio uring",
@@ -694,10 +739,10 @@ mod tests {
             ]
         );
         let target = Target::Pci("0000:00:04.0".into());
-        let Kind::Engine(v) = &cs[1].kind else {
+        let Kind::Engine(v) = &cs[2].kind else {
             panic!("engine")
         };
-        let Command::Engine(e) = command_on(&a, &cs[1], v, &target).unwrap() else {
+        let Command::Engine(e) = command_on(&a, &cs[2], v, &target).unwrap() else {
             panic!("engine")
         };
         assert_eq!(e.device.pci.as_deref(), Some("0000:00:04.0"));
@@ -728,19 +773,45 @@ mod tests {
                 path: c.path.as_str().into(),
                 qd: c.qd,
                 iops_rounds: vec![],
-                // nvme rows 300, 400, 500; uring rows 100, 200, 0.
-                iops: [300.0, 400.0, 500.0, 100.0, 200.0, 0.0][i],
+                // nvme rows 300, 600, 400, 500; uring rows 100, 300, 200, 0.
+                iops: [300.0, 600.0, 400.0, 500.0, 100.0, 300.0, 200.0, 0.0][i],
                 p50_us: 0.0,
                 p99_us: 0.0,
                 cpu_us_per_op: 0.0,
                 ratio_to_fio: None,
                 ratio_to_fio_fdatasync: None,
+                ratio_to_durable: None,
                 ratio_to_kernel: None,
             })
             .collect();
         add_ratios(&cs, &mut rows);
         let got: Vec<Option<f64>> = rows.iter().map(|r| r.ratio_to_kernel).collect();
-        assert_eq!(got, [Some(3.0), Some(2.0), None, None, None, None]);
+        assert_eq!(
+            got,
+            [
+                Some(3.0),
+                Some(2.0),
+                Some(2.0),
+                None,
+                None,
+                None,
+                None,
+                None
+            ]
+        );
+        // Each row over the group-flush row of its own path.
+        let got: Vec<Option<f64>> = rows.iter().map(|r| r.ratio_to_durable).collect();
+        let want = [
+            0.5,
+            1.0,
+            4.0 / 6.0,
+            5.0 / 6.0,
+            1.0 / 3.0,
+            1.0,
+            2.0 / 3.0,
+            0.0,
+        ];
+        assert_eq!(got, want.map(Some));
         assert!(table(&CompareReport {
             bench: "compare",
             path: "pci 0000:00:04.0".into(),

@@ -9,6 +9,13 @@
 //!   ...until the time or the command budget runs out; then drain what is in flight
 //! ```
 //!
+//! With `--group-flush` a write is not done when it completes: it waits for a flush issued
+//! after its completion, and its latency runs to that flush's completion. One flush is in
+//! flight at a time and covers every write that completed before it was issued (group
+//! commit with nothing above the device): the least a durable acknowledgement costs where
+//! the device has a volatile cache and no native FUA, so the ceiling of any store's
+//! durable writes on that device.
+//!
 //! A phase counts the commands submitted in it, and ends when all of them have completed,
 //! so `--ops N` measures exactly N commands. An optional warm-up phase runs first and is
 //! left out of every figure. Any failed command stops the run with an error.
@@ -71,6 +78,7 @@ impl DeviceJob for RawJob<'_> {
             stop: args.measure.stop(),
             seed: args.seed,
             fua: args.fua,
+            group_flush: args.group_flush,
         };
         let geometry = device.geometry();
         let pool = DmaPool::new(PoolConfig::new(spec.bs as usize, spec.qd)).map_err(|source| {
@@ -81,7 +89,7 @@ impl DeviceJob for RawJob<'_> {
             }
         })?;
         let opts = QpairOptions {
-            depth: spec.qd,
+            depth: spec.qpair_depth(),
             regions: vec![pool.region().clone()],
         };
         let mut qp = device
@@ -120,7 +128,19 @@ pub struct LoadSpec {
     pub seed: u64,
     /// Writes carry FUA: durable when they complete.
     pub fua: bool,
+    /// A write is done only when a flush issued after it completed has completed.
+    pub group_flush: bool,
 }
+
+impl LoadSpec {
+    /// Commands the queue pair must hold: the writes, and the flush of `group_flush`.
+    pub fn qpair_depth(&self) -> u32 {
+        self.qd + u32::from(self.group_flush)
+    }
+}
+
+/// The tag of `group_flush`'s flush (slots are tagged by index, below `qd`).
+const FLUSH_TAG: u64 = u64::MAX;
 
 /// What a measurement saw.
 #[derive(Debug)]
@@ -171,6 +191,9 @@ pub fn run_load<Q: QueuePair>(
         qp,
         workload: spec.workload,
         fua: spec.fua,
+        group_flush: spec.group_flush,
+        unflushed: Vec::with_capacity(spec.qd as usize),
+        flushing: Vec::with_capacity(spec.qd as usize),
         offsets,
         slots,
         idle: (0..spec.qd).rev().collect(),
@@ -261,6 +284,11 @@ struct Generator<'q, Q> {
     qp: &'q mut Q,
     workload: Workload,
     fua: bool,
+    group_flush: bool,
+    /// `group_flush`: slots whose write completed after the flush in flight was issued.
+    unflushed: Vec<u32>,
+    /// `group_flush`: slots whose write the flush in flight covers (empty: none in flight).
+    flushing: Vec<u32>,
     offsets: Offsets,
     slots: Vec<Slot>,
     /// Slots with no command in flight.
@@ -348,10 +376,26 @@ impl<Q: QueuePair> Generator<'_, Q> {
     }
 
     /// Handles the completions of the last poll: records latencies, returns the buffers,
-    /// marks the slots idle. The first failed command is an error.
+    /// marks the slots idle (with `group_flush`, only when a flush covers them, and starts
+    /// the next flush). The first failed command is an error.
     fn complete(&mut self, now: Instant, record: bool) -> Result<(), BenchError> {
         let mut failure = None;
-        for c in self.done.drain(..) {
+        let mut done = std::mem::take(&mut self.done);
+        for c in done.drain(..) {
+            if c.tag == FLUSH_TAG {
+                if let Err(source) = c.result {
+                    failure.get_or_insert(BenchError::Command {
+                        op: c.op,
+                        lba: 0,
+                        source,
+                    });
+                }
+                for i in 0..self.flushing.len() {
+                    self.finish(self.flushing[i], now, record);
+                }
+                self.flushing.clear();
+                continue;
+            }
             let slot = usize::try_from(c.tag)
                 .ok()
                 .filter(|&i| i < self.slots.len() && self.slots[i].in_flight)
@@ -362,12 +406,6 @@ impl<Q: QueuePair> Generator<'_, Q> {
                 c.buf
                     .expect("a read or write completion returns its buffer"),
             );
-            self.idle.push(slot as u32);
-            if record {
-                let ns = now.duration_since(s.submitted_at).as_nanos();
-                self.latency_ns
-                    .saturating_record(u64::try_from(ns).unwrap_or(u64::MAX));
-            }
             if let Err(source) = c.result {
                 failure.get_or_insert(BenchError::Command {
                     op: c.op,
@@ -375,8 +413,36 @@ impl<Q: QueuePair> Generator<'_, Q> {
                     source,
                 });
             }
+            if self.group_flush {
+                self.unflushed.push(slot as u32);
+            } else {
+                self.finish(slot as u32, now, record);
+            }
+        }
+        self.done = done;
+        if self.flushing.is_empty() && !self.unflushed.is_empty() && failure.is_none() {
+            std::mem::swap(&mut self.flushing, &mut self.unflushed);
+            self.qp
+                .submit(FLUSH_TAG, Command::Flush)
+                .map_err(|rejected| BenchError::Submit {
+                    op: Op::Flush,
+                    lba: 0,
+                    source: rejected.error,
+                })?;
         }
         failure.map_or(Ok(()), Err)
+    }
+
+    /// A slot's command is done: its latency counts and the slot is idle again.
+    fn finish(&mut self, slot: u32, now: Instant, record: bool) {
+        self.idle.push(slot);
+        if record {
+            let ns = now
+                .duration_since(self.slots[slot as usize].submitted_at)
+                .as_nanos();
+            self.latency_ns
+                .saturating_record(u64::try_from(ns).unwrap_or(u64::MAX));
+        }
     }
 }
 
@@ -409,6 +475,7 @@ mod tests {
             stop,
             seed: 7,
             fua: false,
+            group_flush: false,
         }
     }
 
@@ -420,7 +487,9 @@ mod tests {
 
     fn run_on<D: BlockDevice>(dev: &D, spec: &LoadSpec) -> Result<LoadRun, BenchError> {
         let pool = pool(spec);
-        let mut qp = dev.open_qpair(&QpairOptions::depth(spec.qd)).unwrap();
+        let mut qp = dev
+            .open_qpair(&QpairOptions::depth(spec.qpair_depth()))
+            .unwrap();
         run_load(&mut qp, &pool, spec)
     }
 
@@ -477,6 +546,26 @@ mod tests {
             run_on(&dev, &s).unwrap();
             assert_eq!(dev.volatile_writes() == 0, fua, "fua {fua}");
         }
+    }
+
+    #[test]
+    fn group_flush_acknowledges_a_write_only_once_a_later_flush_completed() {
+        let mut cfg = SimConfig::new(4096, 1 << 10);
+        cfg.volatile_write_cache = true;
+        cfg.latency_ns = 20_000;
+        let dev = SimDevice::new(cfg).unwrap();
+        let mut s = spec(Workload::Randwrite, 8, Stop::Ops(400));
+        s.group_flush = true;
+        let run = run_on(&dev, &s).unwrap();
+        assert_eq!(run.ops, 400);
+        assert_eq!(run.latency_ns.len(), 400);
+        assert_eq!(run.device.cmds(Op::Write), 400);
+        // Every write waited for its own write and a whole flush after it.
+        assert!(run.latency_ns.min() >= 40_000, "{}", run.latency_ns.min());
+        // One flush covers every write that completed before it: fewer flushes than writes.
+        let flushes = run.device.cmds(Op::Flush);
+        assert!((400 / 8..400).contains(&flushes), "{flushes} flushes");
+        assert_eq!(dev.volatile_writes(), 0, "the last write was flushed too");
     }
 
     #[test]

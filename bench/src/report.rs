@@ -58,6 +58,8 @@ pub struct RawReport {
     pub workload: String,
     /// Writes carried FUA (durable on completion).
     pub fua: bool,
+    /// A write counted as done only once a flush issued after it completed had completed.
+    pub group_flush: bool,
     /// Bytes per command.
     pub bs: u32,
     /// Commands in flight.
@@ -84,6 +86,8 @@ pub struct RawReport {
     pub device_write_cmds: u64,
     /// Bytes those writes moved.
     pub device_bytes_written: u64,
+    /// Flush commands the queue pair completed during the measurement.
+    pub device_flush_cmds: u64,
     /// Commands that completed with an error.
     pub device_errors: u64,
     /// Process CPU seconds, user plus system, during the measurement.
@@ -118,6 +122,7 @@ impl RawReport {
             driver: driver.to_owned(),
             workload: spec.workload.as_str().to_owned(),
             fua: spec.fua,
+            group_flush: spec.group_flush,
             bs: spec.bs,
             qd: spec.qd,
             block_size: geometry.block_size,
@@ -131,6 +136,7 @@ impl RawReport {
             device_bytes_read: run.device.bytes(Op::Read),
             device_write_cmds: run.device.cmds(Op::Write),
             device_bytes_written: run.device.bytes(Op::Write),
+            device_flush_cmds: run.device.cmds(Op::Flush),
             device_errors: run.device.errors,
             cpu_seconds,
             cpu_user_seconds: run.cpu.user_s,
@@ -543,6 +549,7 @@ mod tests {
             stop: Stop::Ops(1000),
             seed: 3,
             fua: false,
+            group_flush: false,
         };
         let geometry = Geometry {
             block_size: 512,
