@@ -522,6 +522,11 @@ impl<D: BlockDevice> Store<D> {
         Ok((o.attrs.clone(), o.omap.clone()))
     }
 
+    /// Why the store stopped accepting writes (the first shard that stopped), if it did.
+    pub fn failure(&self) -> Option<&str> {
+        self.shards.iter().find_map(|s| s.failure())
+    }
+
     /// What is in flight, all shards together.
     pub fn phase(&self) -> Phase {
         self.shards.iter().fold(Phase::default(), |a, s| {

@@ -591,6 +591,12 @@ impl<Q: QueuePair> Shard<Q> {
         let any = !done.is_empty();
         for c in done.drain(..) {
             let owner = self.io.finish(c.tag);
+            if self.failed.is_some() && !matches!(owner, Owner::Read(..)) {
+                // Stopped: what was in flight only comes back. Its transactions have had
+                // their Failed answer, so nothing more is committed, acknowledged, applied
+                // or written; reads of committed state still complete.
+                continue;
+            }
             if let Err(e) = c.result {
                 self.on_io_error(owner, e, c.buf);
                 continue;
@@ -680,7 +686,10 @@ impl<Q: QueuePair> Shard<Q> {
     }
 
     /// Stops the shard after a device fault: every transaction not yet acknowledged fails,
-    /// and no more writes are accepted. Committed state in memory stays readable.
+    /// and no more writes are accepted. Committed state in memory stays readable. What is
+    /// still in flight only comes back (`reap`): a failed transaction is never acknowledged
+    /// later, though its record may have reached the media (its outcome is unknown, as
+    /// after a power cut).
     pub(crate) fn fail(&mut self, why: String) {
         if self.failed.is_some() {
             return;

@@ -5,11 +5,13 @@
 //!
 //! `ops` holds what operations do and refuse; `space` how freed space comes back and what
 //! metadata may grow to; `durability` what survives close/open, power cuts and faults;
+//! `faults` a failed write or flush at every point of a workload, then a power cut;
 //! `journal` how the journal writes, batches, wraps and overlaps; `common` the device
 //! and store set-ups they share.
 
 mod common;
 mod durability;
+mod faults;
 mod journal;
 mod ops;
 mod space;
