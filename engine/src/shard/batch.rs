@@ -122,7 +122,7 @@ impl<Q: QueuePair> Shard<Q> {
             return true;
         }
         let bytes: usize = self.ready.iter().map(|&s| self.txns[s].entry.len()).sum();
-        if bytes >= self.cfg.max_batch_bytes as usize {
+        if bytes >= self.batch_payload_max() {
             return false;
         }
         // With nothing in flight, wait only for serial transactions still writing their
@@ -141,6 +141,16 @@ impl<Q: QueuePair> Shard<Q> {
         since.elapsed().as_micros() < u128::from(self.cfg.max_batch_wait_us)
     }
 
+    /// The most payload one batch takes: `max_batch_bytes`, but never more than half the
+    /// ring, so that a batch always fits once a checkpoint has emptied the ring (an entry
+    /// is at most a quarter of it: `planned` refuses larger ones). A batch the ring could
+    /// never hold would wait for room forever.
+    fn batch_payload_max(&self) -> usize {
+        let half_ring = self.ring_blocks() * u64::from(self.geo.block_size) / 2;
+        let cap = half_ring.saturating_sub(HEADER_BYTES as u64);
+        (u64::from(self.cfg.max_batch_bytes).min(cap)) as usize
+    }
+
     /// Seals ready entries into a batch and starts it (flush first when needed).
     fn seal_batch(&mut self) -> bool {
         if self.ready.is_empty() {
@@ -152,11 +162,12 @@ impl<Q: QueuePair> Shard<Q> {
         }
         // Take entries up to the batch size (at least one).
         let bs = u64::from(self.geo.block_size);
+        let payload_max = self.batch_payload_max();
         let mut payload = 0usize;
         let mut n = 0;
         for &slot in &self.ready {
             let len = self.txns[slot].entry.len();
-            if n > 0 && payload + len > self.cfg.max_batch_bytes as usize {
+            if n > 0 && payload + len > payload_max {
                 break;
             }
             payload += len;

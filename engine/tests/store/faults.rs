@@ -7,7 +7,8 @@
 //! takes the plain-write-then-flush paths). After the fault the device loses its power
 //! (unflushed writes kept, lost or torn by a seeded choice), the store is opened again, and
 //! every acknowledged transaction must read back exactly; an unacknowledged new object is
-//! either absent or whole.
+//! either absent or whole. A second pass runs on a small journal that checkpoints every
+//! few batches, so that the faults also hit checkpoint writes and their flushes.
 
 use crate::common::*;
 
@@ -43,13 +44,47 @@ fn planned(i: u8) -> Planned {
     }
 }
 
+/// One configuration of the sweep.
+#[derive(Clone, Copy)]
+struct Case {
+    mode: JournalMode,
+    fua_native: bool,
+    /// A 128 KiB journal that checkpoints at 5% full: checkpoints within the workload.
+    checkpoints: bool,
+}
+
+impl Case {
+    fn shard_config(self) -> ShardConfig {
+        ShardConfig {
+            checkpoint_fill: if self.checkpoints { 0.05 } else { 0.75 },
+            ..small()
+        }
+    }
+
+    fn device(self, blocks: u64, seed: u64) -> SimConfig {
+        let mut cfg = sim(blocks, true, seed);
+        cfg.fua_native = self.fua_native;
+        cfg
+    }
+}
+
 /// Runs the sweep's workload with the `nth` command of `op` failing; returns whether the
 /// fault fired.
-fn sweep_one(mode: JournalMode, fua_native: bool, op: Op, nth: u64) -> bool {
+fn sweep_one(case: Case, op: Op, nth: u64) -> bool {
+    let Case {
+        mode, fua_native, ..
+    } = case;
     let seed = nth * 2 + u64::from(fua_native);
-    let mut cfg = sim(64 << 11, true, seed);
-    cfg.fua_native = fua_native;
-    let mut s = fresh_with_coll(mode, cfg);
+    let dev = SimDevice::new(case.device(64 << 11, seed)).unwrap();
+    let mut opts = MkfsOptions::new(mode);
+    if case.checkpoints {
+        opts.journal_bytes = 128 << 10;
+    }
+    Store::mkfs(&dev, &opts).unwrap();
+    let mut s = Store::open(dev, case.shard_config()).unwrap();
+    let mut t = txn();
+    t.mkcoll(1);
+    s.submit_sync(t).unwrap();
     // Written (and overwritten below) before the fault: the overwrites rewrite
     // acknowledged pages in place.
     for j in 0..OLD_OBJECTS {
@@ -82,7 +117,10 @@ fn sweep_one(mode: JournalMode, fua_native: bool, op: Op, nth: u64) -> bool {
             Err(e) => panic!("{mode} op {op} nth {nth}: queue: {e}"),
         }
     }
-    let ctx = format!("{mode} fua_native {fua_native} op {op} nth {nth}");
+    let ctx = format!(
+        "{mode} fua_native {fua_native} checkpoints {} op {op} nth {nth}",
+        case.checkpoints
+    );
     // Each transaction is answered exactly once, Ok or Failed, also by the polls that go
     // on after the store stopped.
     let mut results: Vec<Option<Result<(), StoreError>>> = (0..plans.len()).map(|_| None).collect();
@@ -115,7 +153,11 @@ fn sweep_one(mode: JournalMode, fua_native: bool, op: Op, nth: u64) -> bool {
                 assert!(why.contains("Write Fault"), "{ctx}: {why}")
             }
             Some(Err(e)) => panic!("{ctx}: unexpected {e}"),
-            None => panic!("{ctx}: transaction {i} never answered"),
+            None => panic!(
+                "{ctx}: transaction {i} never answered (failure {:?}, {:?})",
+                s.failure(),
+                s.phase()
+            ),
         }
     }
     // The fault may have hit a write after every transaction was acknowledged (a home
@@ -143,10 +185,8 @@ fn sweep_one(mode: JournalMode, fua_native: bool, op: Op, nth: u64) -> bool {
 
     let (image, _) = s.device().power_cut();
     drop(s);
-    let mut again = sim(0, true, seed + 1000);
-    again.fua_native = fua_native;
-    let dev = SimDevice::from_image(again, image).unwrap();
-    let mut s = Store::open(dev, small())
+    let dev = SimDevice::from_image(case.device(0, seed + 1000), image).unwrap();
+    let mut s = Store::open(dev, case.shard_config())
         .unwrap_or_else(|e| panic!("{mode} op {op} nth {nth}: reopen: {e}"));
     // The overwrite each old object got, acknowledged or not.
     for j in 0..OLD_OBJECTS {
@@ -192,32 +232,47 @@ fn sweep_one(mode: JournalMode, fua_native: bool, op: Op, nth: u64) -> bool {
     failed
 }
 
-#[test]
-fn a_failed_write_or_flush_anywhere_loses_no_acknowledged_transaction() {
+/// Sweeps writes 1..=`writes` and flushes 1..=`flushes` of every mode and FUA kind.
+fn sweep(checkpoints: bool, writes: u64, flushes: u64) {
     for mode in MODES {
         for fua_native in [true, false] {
-            let sweep = |op, most: u64| -> u64 {
+            let case = Case {
+                mode,
+                fua_native,
+                checkpoints,
+            };
+            let fired = |op, most: u64| -> u64 {
                 (1..=most)
-                    .map(|nth| u64::from(sweep_one(mode, fua_native, op, nth)))
+                    .map(|nth| u64::from(sweep_one(case, op, nth)))
                     .sum()
             };
-            // The sweep reaches the fault in most runs: it tests the failure path.
-            let writes = sweep(Op::Write, 40);
+            // The workload reaches at least 20 of the failure points: it tests the
+            // failure path at many places.
+            let w = fired(Op::Write, writes);
             assert!(
-                writes >= 20,
-                "{mode} fua_native {fua_native}: only {writes} of 40 write faults fired"
+                w >= 20,
+                "{mode} fua_native {fua_native}: only {w} of {writes} write faults fired"
             );
+            let f = fired(Op::Flush, flushes);
             // Records and data go with FUA where it is native, and Full flushes only at
-            // checkpoints, which this workload does not reach: only MetadataOnly on
-            // emulated FUA flushes here (after the data of its parallel and intent-first
-            // entries).
-            let flushes = sweep(Op::Flush, 8);
-            if mode == JournalMode::MetadataOnly && !fua_native {
+            // checkpoints: without them only MetadataOnly on emulated FUA flushes (after
+            // the data of its parallel and intent-first entries).
+            if checkpoints || (mode == JournalMode::MetadataOnly && !fua_native) {
                 assert!(
-                    flushes > 0,
-                    "{mode} fua_native {fua_native}: no flush fault fired"
+                    f > 0,
+                    "{mode} fua_native {fua_native} checkpoints {checkpoints}: no flush fault fired"
                 );
             }
         }
     }
+}
+
+#[test]
+fn a_failed_write_or_flush_anywhere_loses_no_acknowledged_transaction() {
+    sweep(false, 40, 8);
+}
+
+#[test]
+fn a_failed_checkpoint_write_or_flush_loses_no_acknowledged_transaction() {
+    sweep(true, 60, 12);
 }

@@ -1,5 +1,6 @@
 //! The journal: it wraps through checkpoints, writes data once (MetadataOnly) or twice
-//! (Full), batches and overlaps, and serves acknowledged data before it reaches home.
+//! (Full), batches and overlaps (never beyond what the ring holds), and serves
+//! acknowledged data before it reaches home.
 
 use crate::common::*;
 
@@ -47,6 +48,55 @@ fn journal_wraps_through_checkpoints_and_recovers() {
             );
         }
         assert!(s.fsck().is_clean());
+    }
+}
+
+#[test]
+fn a_burst_larger_than_a_small_journal_commits() {
+    // 24 entries of 8-12 KiB at once are more than a 64 KiB ring holds: the batches must be
+    // cut to what the ring can take (once, every batch was sized by max_batch_bytes alone,
+    // 1 MiB, and the shard waited for ring room that no checkpoint could make).
+    for mode in MODES {
+        let dev = SimDevice::new(sim(32 << 11, true, 8)).unwrap();
+        let mut opts = MkfsOptions::new(mode);
+        opts.journal_bytes = 64 << 10; // the smallest ring mkfs takes
+        Store::mkfs(&dev, &opts).unwrap();
+        let mut s = Store::open(dev, small()).unwrap();
+        let mut t = txn();
+        t.mkcoll(1);
+        s.submit_sync(t).unwrap();
+        let len = |i: u8| 8192 + 150 * usize::from(i);
+        let mut ids = Vec::new();
+        for i in 0..24u8 {
+            let mut t = txn();
+            // Full-journal entries carry their data: up to a quarter of the ring each.
+            t.write(1, vec![i], 0, pattern(i, len(i)));
+            ids.push(s.queue(t).unwrap());
+        }
+        let mut answered = 0;
+        for _ in 0..1_000_000 {
+            s.poll();
+            s.take_completions(|_, r| {
+                r.unwrap();
+                answered += 1;
+            });
+            if answered == ids.len() {
+                break;
+            }
+        }
+        assert_eq!(
+            answered,
+            ids.len(),
+            "{mode}: the store stopped making progress"
+        );
+        for i in 0..24u8 {
+            assert_eq!(
+                s.read(1, &[i], 0, 1 << 20).unwrap(),
+                pattern(i, len(i)),
+                "{mode}"
+            );
+        }
+        assert!(s.fsck().is_clean(), "{mode}");
     }
 }
 
