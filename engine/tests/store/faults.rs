@@ -1,7 +1,7 @@
 //! A device command that fails anywhere in a workload: the store stops, says why on every
 //! later call, and loses no acknowledged transaction, even when a power cut follows.
 //!
-//! The sweep fails the n-th write or flush (for every n the workload reaches) of a
+//! The sweep fails the n-th write, read or flush (for every n the workload reaches) of a
 //! workload with many transactions in flight: fresh objects, in-place overwrites of objects
 //! written before, and attributes, in both modes, with native and emulated FUA (the second
 //! takes the plain-write-then-flush paths). After the fault the device loses its power
@@ -26,14 +26,27 @@ fn old_data(i: u8) -> Vec<u8> {
 enum Planned {
     /// A new object `[b'n', i]` of `data`, with attribute "k" = [i].
     Create { name: Vec<u8>, data: Vec<u8> },
-    /// Object `[b'o', j]` overwritten in place at offset 0 with `data` (4 KiB of 8 KiB).
-    Overwrite { name: Vec<u8>, data: Vec<u8> },
+    /// Object `[b'o', j]` (8 KiB) overwritten in place at `offset` with `data`: its first
+    /// page whole, or 500 bytes inside its second (the store reads that page first).
+    Overwrite {
+        name: Vec<u8>,
+        offset: usize,
+        data: Vec<u8>,
+    },
 }
 
 fn planned(i: u8) -> Planned {
-    if i % 3 == 2 {
+    let name = vec![b'o', (i / 3) % OLD_OBJECTS];
+    if i % 6 == 5 {
         Planned::Overwrite {
-            name: vec![b'o', (i / 3) % OLD_OBJECTS],
+            name,
+            offset: 4096 + 100,
+            data: pattern(i.wrapping_mul(31), 500),
+        }
+    } else if i % 3 == 2 {
+        Planned::Overwrite {
+            name,
+            offset: 0,
             data: pattern(i.wrapping_mul(31), 4096),
         }
     } else {
@@ -93,11 +106,13 @@ fn sweep_one(case: Case, op: Op, nth: u64) -> bool {
         s.submit_sync(t).unwrap();
     }
     let plans: Vec<Planned> = (0..NEW_TXNS).map(planned).collect();
-    s.device().inject(Fault::FailNth {
-        op,
-        nth,
-        status: NvmeStatus::WRITE_FAULT,
-    });
+    // What the failed command completes with, and how the store's reason names it.
+    let (status, named) = if op == Op::Read {
+        (NvmeStatus::UNRECOVERED_READ_ERROR, "Unrecovered Read Error")
+    } else {
+        (NvmeStatus::WRITE_FAULT, "Write Fault")
+    };
+    s.device().inject(Fault::FailNth { op, nth, status });
     let mut ids = Vec::new();
     for (i, p) in plans.iter().enumerate() {
         let mut t = txn();
@@ -106,8 +121,8 @@ fn sweep_one(case: Case, op: Op, nth: u64) -> bool {
                 t.write(1, name.clone(), 0, data.clone());
                 t.setattr(1, name.clone(), b"k".to_vec(), vec![i as u8]);
             }
-            Planned::Overwrite { name, data } => {
-                t.write(1, name.clone(), 0, data.clone());
+            Planned::Overwrite { name, offset, data } => {
+                t.write(1, name.clone(), *offset as u64, data.clone());
             }
         }
         match s.queue(t) {
@@ -150,7 +165,7 @@ fn sweep_one(case: Case, op: Op, nth: u64) -> bool {
         match &results[*i] {
             Some(Ok(())) => {}
             Some(Err(StoreError::Failed(why))) => {
-                assert!(why.contains("Write Fault"), "{ctx}: {why}")
+                assert!(why.contains(named), "{ctx}: {why}")
             }
             Some(Err(e)) => panic!("{ctx}: unexpected {e}"),
             None => panic!(
@@ -165,7 +180,7 @@ fn sweep_one(case: Case, op: Op, nth: u64) -> bool {
     let failed = s.failure().is_some();
     if failed {
         assert!(
-            s.failure().unwrap().contains("Write Fault"),
+            s.failure().unwrap().contains(named),
             "{mode} op {op} nth {nth}: {:?}",
             s.failure()
         );
@@ -173,7 +188,7 @@ fn sweep_one(case: Case, op: Op, nth: u64) -> bool {
         let mut t = txn();
         t.write(1, b"late".to_vec(), 0, vec![1; 10]);
         assert!(
-            matches!(s.queue(t), Err(StoreError::Failed(ref why)) if why.contains("Write Fault")),
+            matches!(s.queue(t), Err(StoreError::Failed(ref why)) if why.contains(named)),
             "{mode} op {op} nth {nth}: a failed store took a transaction"
         );
     } else {
@@ -191,16 +206,20 @@ fn sweep_one(case: Case, op: Op, nth: u64) -> bool {
     // The overwrite each old object got, acknowledged or not.
     for j in 0..OLD_OBJECTS {
         let name = vec![b'o', j];
-        let (i, data) = plans
+        let (i, offset, data) = plans
             .iter()
             .enumerate()
             .find_map(|(i, p)| match p {
-                Planned::Overwrite { name: n, data } if *n == name => Some((i, data)),
+                Planned::Overwrite {
+                    name: n,
+                    offset,
+                    data,
+                } if *n == name => Some((i, *offset, data)),
                 _ => None,
             })
             .expect("every old object is overwritten once");
         let mut want = old_data(j);
-        want[..data.len()].copy_from_slice(data);
+        want[offset..offset + data.len()].copy_from_slice(data);
         match (&results[i], s.read(1, &name, 0, 1 << 20)) {
             (Some(Ok(())), got) => assert_eq!(got.unwrap(), want, "{ctx}: acked overwrite {i}"),
             // Not acknowledged: old or new bytes, or a torn page inside an open intent
@@ -253,6 +272,9 @@ fn sweep(checkpoints: bool, writes: u64, flushes: u64) {
                 w >= 20,
                 "{mode} fua_native {fua_native}: only {w} of {writes} write faults fired"
             );
+            // The partial overwrites read the page they rewrite part of first.
+            let r = fired(Op::Read, 8);
+            assert!(r > 0, "{mode} fua_native {fua_native}: no read fault fired");
             let f = fired(Op::Flush, flushes);
             // Records and data go with FUA where it is native, and Full flushes only at
             // checkpoints: without them only MetadataOnly on emulated FUA flushes (after
