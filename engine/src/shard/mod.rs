@@ -681,6 +681,20 @@ impl<Q: QueuePair> Shard<Q> {
                     source: e,
                 });
             }
+            Owner::Prefetch(slot, ..) => {
+                // An unreadable committed page fails only the transaction that needed it,
+                // as a page failing its checksum does (on_io_done): it changed nothing yet.
+                let t = &mut self.txns[slot];
+                t.pending -= 1;
+                t.prefetch_error.get_or_insert(StoreError::Device {
+                    op: keel_drivers::Op::Read,
+                    source: e,
+                });
+                if t.pending == 0 {
+                    let e = t.prefetch_error.take().expect("just set");
+                    self.fail_planning(slot, e);
+                }
+            }
             _ => self.fail(format!("{owner:?}: {e}")),
         }
     }

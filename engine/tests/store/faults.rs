@@ -161,11 +161,21 @@ fn sweep_one(case: Case, op: Op, nth: u64) -> bool {
             break;
         }
     }
+    // A failed read fails the one transaction that needed the page (it changed nothing);
+    // a failed write or flush stops the store.
+    let mut refused = vec![false; plans.len()];
     for (_, i) in &ids {
         match &results[*i] {
             Some(Ok(())) => {}
-            Some(Err(StoreError::Failed(why))) => {
+            Some(Err(StoreError::Failed(why))) if op != Op::Read => {
                 assert!(why.contains(named), "{ctx}: {why}")
+            }
+            Some(Err(StoreError::Device {
+                op: Op::Read,
+                source,
+            })) if op == Op::Read => {
+                assert!(source.to_string().contains(named), "{ctx}: {source}");
+                refused[*i] = true;
             }
             Some(Err(e)) => panic!("{ctx}: unexpected {e}"),
             None => panic!(
@@ -193,10 +203,17 @@ fn sweep_one(case: Case, op: Op, nth: u64) -> bool {
         );
     } else {
         assert!(
-            results.iter().all(|r| matches!(r, Some(Ok(())))),
+            results
+                .iter()
+                .zip(&refused)
+                .all(|(r, refused)| *refused || matches!(r, Some(Ok(())))),
             "{mode} op {op} nth {nth}: a transaction failed, the store did not"
         );
     }
+    assert!(
+        op != Op::Read || !failed,
+        "{ctx}: a failed read stopped the store"
+    );
 
     let (image, _) = s.device().power_cut();
     drop(s);
@@ -222,6 +239,8 @@ fn sweep_one(case: Case, op: Op, nth: u64) -> bool {
         want[offset..offset + data.len()].copy_from_slice(data);
         match (&results[i], s.read(1, &name, 0, 1 << 20)) {
             (Some(Ok(())), got) => assert_eq!(got.unwrap(), want, "{ctx}: acked overwrite {i}"),
+            // Refused before anything was written.
+            (_, got) if refused[i] => assert_eq!(got.unwrap(), old_data(j), "{ctx}: refused {i}"),
             // Not acknowledged: old or new bytes, or a torn page inside an open intent
             // (MetadataOnly leaves a torn overwrite to the caller), never anything else.
             (_, Ok(got)) => assert!(got == want || got == old_data(j), "{ctx}: object o{j}"),
@@ -248,7 +267,7 @@ fn sweep_one(case: Case, op: Op, nth: u64) -> bool {
     }
     let r = s.fsck();
     assert!(r.is_clean(), "{ctx}: {:?}", r.errors);
-    failed
+    failed || refused.contains(&true)
 }
 
 /// Sweeps writes 1..=`writes` and flushes 1..=`flushes` of every mode and FUA kind.
