@@ -47,8 +47,10 @@ use query::Map;
 
 /// Called once per submitted transaction with its result: `status` is 0 when it committed
 /// (durable), or a negative errno when it failed and changed nothing (`-ENOENT`,
-/// `-EEXIST`, `-ENOTEMPTY`, `-ENOSPC`, `-EROFS`, `-ESHUTDOWN`, `-EBADMSG` when a partial
-/// write had to read a corrupt page...).
+/// `-EEXIST`, `-ENOTEMPTY`, `-ENOSPC`, `-ESHUTDOWN`, `-EBADMSG` when a partial write had
+/// to read a corrupt page, `-EIO` when it could not read it...); or `-EROFS` when the
+/// store stopped after a device error with the transaction in flight: its outcome is then
+/// unknown, and after the store is opened again it is there wholly or not at all.
 ///
 /// Without reactors (no core list) it runs on the thread that called `keel_poll`,
 /// `keel_submit_sync` or `keel_store_close`, and may call the library (submit, poll, read,
