@@ -612,13 +612,7 @@ impl<Q: QueuePair> Shard<Q> {
             Owner::Prefetch(slot, phys, pages) => {
                 let buf = buf.expect("read returns its buffer");
                 if let Some(e) = self.check_prefetch(phys, buf.as_slice()) {
-                    let t = &mut self.txns[slot];
-                    t.pending -= 1;
-                    t.prefetch_error.get_or_insert(e);
-                    if t.pending == 0 {
-                        let e = t.prefetch_error.take().expect("just set");
-                        self.fail_planning(slot, e);
-                    }
+                    self.prefetch_failed(slot, e);
                     return;
                 }
                 let t = &mut self.txns[slot];
@@ -681,21 +675,28 @@ impl<Q: QueuePair> Shard<Q> {
                     source: e,
                 });
             }
-            Owner::Prefetch(slot, ..) => {
-                // An unreadable committed page fails only the transaction that needed it,
-                // as a page failing its checksum does (on_io_done): it changed nothing yet.
-                let t = &mut self.txns[slot];
-                t.pending -= 1;
-                t.prefetch_error.get_or_insert(StoreError::Device {
+            // An unreadable committed page fails only the transaction that needed it, as a
+            // page failing its checksum does (on_io_done): it changed nothing yet.
+            Owner::Prefetch(slot, ..) => self.prefetch_failed(
+                slot,
+                StoreError::Device {
                     op: keel_drivers::Op::Read,
                     source: e,
-                });
-                if t.pending == 0 {
-                    let e = t.prefetch_error.take().expect("just set");
-                    self.fail_planning(slot, e);
-                }
-            }
+                },
+            ),
             _ => self.fail(format!("{owner:?}: {e}")),
+        }
+    }
+
+    /// One prefetch read of transaction `slot` failed with `e` (the first error is kept);
+    /// once its last read is back the transaction fails, having changed nothing.
+    fn prefetch_failed(&mut self, slot: usize, e: StoreError) {
+        let t = &mut self.txns[slot];
+        t.pending -= 1;
+        t.prefetch_error.get_or_insert(e);
+        if t.pending == 0 {
+            let e = t.prefetch_error.take().expect("just set");
+            self.fail_planning(slot, e);
         }
     }
 
