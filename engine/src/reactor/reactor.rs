@@ -286,7 +286,9 @@ impl<Q: QueuePair> Reactor<Q> {
         }
         let mut n = 0;
         while n < RING_BATCH {
-            if self.shard.in_flight() >= self.shard.max_txns() {
+            // A stopped shard takes nothing more in flight: every message is answered at
+            // once (Failed), and the Stop behind them must be seen.
+            if self.shard.in_flight() >= self.shard.max_txns() && self.shard.failure().is_none() {
                 self.stats.ring_stalls += 1;
                 break;
             }

@@ -720,8 +720,15 @@ impl<Q: QueuePair> Shard<Q> {
                 self.completions
                     .push_back((t.id, Err(StoreError::Failed(why.clone()))));
                 self.stats.txns_failed += 1;
+                // Nothing of it runs again (reap only takes its I/O back, from buffers of
+                // its own): it no longer counts in flight.
+                self.txns.remove(slot);
             }
         }
+        // Acknowledged data on its way home stays in the overlay, for reads. No lock is
+        // taken again: a stopped shard plans nothing.
+        self.locks = locks::Locks::default();
+        self.batches.clear();
         self.queued.clear();
         self.ready.clear();
         self.writers.clear();
