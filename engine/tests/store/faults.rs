@@ -8,7 +8,9 @@
 //! (unflushed writes kept, lost or torn by a seeded choice), the store is opened again, and
 //! every acknowledged transaction must read back exactly; an unacknowledged new object is
 //! either absent or whole. A second pass runs on a small journal that checkpoints every
-//! few batches, so that the faults also hit checkpoint writes and their flushes.
+//! few batches, so that the faults also hit checkpoint writes and their flushes. And a
+//! fault while opening (replay, the checkpoint after it) is a device error, never taken
+//! for a damaged store, and the next open recovers every acknowledged transaction.
 
 use crate::common::*;
 
@@ -316,4 +318,68 @@ fn a_failed_write_or_flush_anywhere_loses_no_acknowledged_transaction() {
 #[test]
 fn a_failed_checkpoint_write_or_flush_loses_no_acknowledged_transaction() {
     sweep(true, 60, 12);
+}
+
+#[test]
+fn a_fault_while_opening_is_an_error_and_the_next_open_recovers_everything() {
+    for mode in MODES {
+        // A store with work to replay: acknowledged transactions, then a power cut.
+        let mut s = fresh_with_coll(mode, sim(64 << 11, true, 31));
+        for i in 0..30u8 {
+            let mut t = txn();
+            t.write(1, vec![i], 0, pattern(i, 3000 + 100 * usize::from(i)));
+            s.submit_sync(t).unwrap();
+        }
+        let (cut, _) = s.device().power_cut();
+        drop(s);
+        let mut failed_opens = 0;
+        for (op, most) in [(Op::Read, 40u64), (Op::Write, 40), (Op::Flush, 8)] {
+            for nth in 1..=most {
+                let ctx = format!("{mode} open, {op} {nth} fails");
+                let dev = SimDevice::from_image(sim(0, true, nth), cut.clone()).unwrap();
+                dev.inject(Fault::FailNth {
+                    op,
+                    nth,
+                    status: NvmeStatus::DATA_TRANSFER_ERROR,
+                });
+                // Either it opened (the fault came later, or never), or it says what failed.
+                let image = match Store::open(dev.clone(), small()) {
+                    Ok(s) => match s.close() {
+                        Ok(()) => continue,
+                        // The fault hit the checkpoint that close writes.
+                        Err(StoreError::Failed(_)) => dev.power_cut().0,
+                        Err(e) => panic!("{ctx}: close: {e}"),
+                    },
+                    Err(e) => {
+                        // A device error, never taken for a damaged or foreign store.
+                        assert!(
+                            matches!(e, StoreError::Device { .. } | StoreError::Failed(_)),
+                            "{ctx}: {e:?}"
+                        );
+                        failed_opens += 1;
+                        // What the failed open left on the media, as a power cut finds it.
+                        dev.power_cut().0
+                    }
+                };
+                // The next open, on what the failed one left, recovers every acknowledged
+                // transaction (replay is idempotent, also when cut short).
+                let dev = SimDevice::from_image(sim(0, true, nth + 500), image).unwrap();
+                let mut s = Store::open(dev, small())
+                    .unwrap_or_else(|e| panic!("{ctx}: the next open: {e}"));
+                for i in 0..30u8 {
+                    assert_eq!(
+                        s.read(1, &[i], 0, 1 << 20).unwrap(),
+                        pattern(i, 3000 + 100 * usize::from(i)),
+                        "{ctx}: object {i}"
+                    );
+                }
+                let r = s.fsck();
+                assert!(r.is_clean(), "{ctx}: {:?}", r.errors);
+            }
+        }
+        assert!(
+            failed_opens >= 20,
+            "{mode}: only {failed_opens} opens met their fault"
+        );
+    }
 }
