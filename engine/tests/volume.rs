@@ -1,7 +1,7 @@
 //! Volumes (engine::volume): striping across object boundaries, sparse reads, trim and
 //! write-zeroes, resize, remove, list, persistence across a close, a Full-mode volume, bad
-//! ranges and names, and a power cut during a write load (every acknowledged write reads
-//! back after recovery).
+//! ranges and names, a power cut during a write load (every acknowledged write reads back
+//! after recovery), and a device fault during one (every write answered exactly once).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -292,6 +292,78 @@ fn acknowledged_writes_survive_a_power_cut_during_a_write_load() {
             pattern(*seed, BLOCK as usize),
             "acknowledged block {b} lost"
         );
+    }
+    assert!(e2.fsck().unwrap().is_clean());
+}
+
+#[test]
+fn a_device_fault_under_a_write_load_answers_every_write_once_and_loses_no_acknowledged_one() {
+    use keel_drivers::sim::Fault;
+    use keel_drivers::{NvmeStatus, Op};
+    let dev = fresh(2, JournalMode::MetadataOnly);
+    let (e, vols) = open(&dev);
+    const BLOCK: u64 = 4096;
+    const BLOCKS: u64 = 512;
+    vols.create("faulty", &small(BLOCKS * BLOCK)).unwrap();
+    let v = Arc::new(vols.open("faulty").unwrap());
+    // The 300th write from now fails, on whichever shard issues it; that shard stops.
+    dev.inject(Fault::FailNth {
+        op: Op::Write,
+        nth: 300,
+        status: NvmeStatus::WRITE_FAULT,
+    });
+    // Every block written once, 16 in flight; each answer counted.
+    let answers: Arc<Mutex<Vec<(u64, bool)>>> = Arc::default();
+    let (tx, rx) = std::sync::mpsc::sync_channel::<()>(BLOCKS as usize);
+    let mut inflight = 0;
+    for b in 0..BLOCKS {
+        let (answers, tx) = (Arc::clone(&answers), tx.clone());
+        v.write_async(
+            b * BLOCK,
+            pattern(b + 77, BLOCK as usize),
+            Box::new(move |r| {
+                answers.lock().unwrap().push((b, r.is_ok()));
+                let _ = tx.send(());
+            }),
+        );
+        inflight += 1;
+        while inflight >= 16 {
+            rx.recv_timeout(std::time::Duration::from_secs(60))
+                .expect("a write was never answered");
+            inflight -= 1;
+        }
+    }
+    while inflight > 0 {
+        rx.recv_timeout(std::time::Duration::from_secs(60))
+            .expect("a write was never answered");
+        inflight -= 1;
+    }
+    let answers = answers.lock().unwrap().clone();
+    let mut blocks: Vec<u64> = answers.iter().map(|(b, _)| *b).collect();
+    blocks.sort_unstable();
+    blocks.dedup();
+    assert_eq!(blocks.len(), answers.len(), "a write was answered twice");
+    assert_eq!(answers.len() as u64, BLOCKS, "every write answered");
+    assert!(
+        answers.iter().any(|(_, ok)| !ok),
+        "the fault failed no write"
+    );
+    assert!(answers.iter().any(|(_, ok)| *ok));
+    // The acknowledged writes survive a power cut.
+    let (image, _) = dev.power_cut();
+    drop((v, vols));
+    drop(e);
+    let dev2 = SimDevice::from_image(sim(3), image).unwrap();
+    let (e2, vols2) = open(&dev2);
+    let v = vols2.open("faulty").unwrap();
+    for (b, ok) in &answers {
+        if *ok {
+            assert_eq!(
+                v.read(b * BLOCK, BLOCK as usize).unwrap(),
+                pattern(b + 77, BLOCK as usize),
+                "acknowledged block {b} lost"
+            );
+        }
     }
     assert!(e2.fsck().unwrap().is_clean());
 }
